@@ -1,0 +1,79 @@
+"""Small frozen configs, one per model family, each with a `tiny()` for tests.
+
+A run folder stores its config as `config.json`; resuming reads it back, so a run can never silently continue with
+a different architecture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class GANConfig:
+    """The MLP GAN of `aigc_tf.gan`: architecture, optimiser and schedule.
+
+    Defaults follow the classic MLP GAN on MNIST (Goodfellow et al. 2014; Radford et al. 2015 for Adam 2e-4,
+    beta_1 0.5): noise 100 -> 256 -> 512 -> 1024 -> 784 for the generator, 784 -> 512 -> 256 -> 1 for the
+    discriminator.
+    """
+
+    family: str = "gan"
+    dataset: str = "mnist"
+    source: str | None = None  # offline source; None picks the fetched one (see aigc_tf.data.images)
+    latent_dim: int = 100
+    generator_units: tuple[int, ...] = (256, 512, 1024)
+    discriminator_units: tuple[int, ...] = (512, 256)
+    leaky_slope: float = 0.2
+    dropout: float = 0.3  # discriminator only
+    batch_size: int = 64
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    label_smoothing: float = 0.1  # one-sided: real targets are 1 - label_smoothing
+    epochs: int = 40
+    seed: int = 0
+    jit_compile: bool = True
+    grid_size: int = 8  # the fixed-noise sample grid is grid_size x grid_size
+
+    # Fields that define the networks and their variables: a run cannot resume with different values.
+    ARCHITECTURE = ("family", "dataset", "latent_dim", "generator_units", "discriminator_units")
+
+    @classmethod
+    def tiny(cls, **overrides) -> "GANConfig":
+        """A config that trains in seconds on 2 CPU cores, for tests."""
+        base = dict(latent_dim=8, generator_units=(32,), discriminator_units=(32,), batch_size=16, epochs=1,
+                    grid_size=2)
+        return cls(**{**base, **overrides})
+
+    def replace(self, **changes) -> "GANConfig":
+        return dataclasses.replace(self, **changes)
+
+
+CONFIGS = {"gan": GANConfig}
+
+
+def to_json(config) -> str:
+    return json.dumps(dataclasses.asdict(config), indent=2)
+
+
+def from_dict(values: dict[str, Any]):
+    family = values.get("family")
+    if family not in CONFIGS:
+        raise ValueError(f"unknown model family {family!r}")
+    cls = CONFIGS[family]
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+    return cls(**kwargs)
+
+
+def save(config, path: Path) -> None:
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(to_json(config))
+    tmp.replace(path)
+
+
+def load(path: Path):
+    return from_dict(json.loads(Path(path).read_text()))

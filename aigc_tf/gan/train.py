@@ -1,0 +1,236 @@
+"""Training the MLP GAN with an explicit, XLA-compiled train step.
+
+The step is written in the open on purpose (the VAE uses `fit`, GPT-2 uses stock `compile`/`fit`): it shows what a
+GAN update is. One forward pass feeds two gradient tapes; D learns to tell real from generated, G learns to fool D.
+`tf.function(jit_compile=True)` fuses the whole step, both networks' forward, backward and Adam updates, into one
+XLA program. The step has no Python side effects, fixed batch shapes (XLA compiles it once) and draws its noise from
+a `tf.random.Generator` that the checkpoint saves, so a resumed run continues the same random stream. It reduces
+its losses with `tf.nn.compute_average_loss`, so it runs unchanged inside `strategy.run`.
+
+`train(config, run_dir)` is the one entry point: it resumes from the latest checkpoint in `run_dir`, saves one every
+epoch and on Ctrl-C, and writes a sample grid per epoch (from fixed noise), a GIF of them, `history.csv`, a
+loss-curve PNG and TensorBoard scalars and images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from aigc_tf import AigcError, TrainingInterrupted, plots
+from aigc_tf.data import images as image_data
+from aigc_tf.gan import losses
+from aigc_tf.gan.models import build_discriminator, build_generator
+from aigc_tf.runs import RunFolder
+
+FIXED_NOISE_FILE = "fixed_noise.npy"
+
+
+class GAN:
+    """Both networks, their optimisers, the noise generator and the step counter: all that a checkpoint holds."""
+
+    def __init__(self, config):
+        self.config = config
+        keras.utils.set_random_seed(config.seed)  # weight initialisation and dropout masks
+        self.generator = build_generator(config)
+        self.discriminator = build_discriminator(config)
+        self.g_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1)
+        self.d_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1)
+        # Build the optimiser slots now so a checkpoint restores into existing variables.
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.noise_rng = tf.random.Generator.from_seed(config.seed)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.checkpoint = tf.train.Checkpoint(
+            generator=self.generator, discriminator=self.discriminator, g_optimizer=self.g_optimizer,
+            d_optimizer=self.d_optimizer, noise_rng=self.noise_rng, step=self.step)
+
+    def train_step(self, real_images):
+        """One update of D and of G on a batch of real images (B, 28, 28, 1) in [-1, 1].
+
+        Returns the batch's losses and D's mean belief that real and generated images are real.
+        """
+        batch_size = tf.shape(real_images)[0]
+        global_batch_size = self.config.batch_size  # == batch_size unless a strategy splits the batch
+        noise = self.noise_rng.normal([batch_size, self.config.latent_dim])  # (B, Z)
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake_images = self.generator(noise, training=True)  # (B, 28, 28, 1)
+            real_logits = self.discriminator(real_images, training=True)  # (B, 1)
+            fake_logits = self.discriminator(fake_images, training=True)  # (B, 1)
+            g_loss = tf.nn.compute_average_loss(
+                losses.non_saturating_generator_loss(fake_logits), global_batch_size=global_batch_size)
+            d_loss = tf.nn.compute_average_loss(
+                losses.minimax_discriminator_loss(real_logits, fake_logits, self.config.label_smoothing),
+                global_batch_size=global_batch_size)
+        g_vars = self.generator.trainable_variables
+        d_vars = self.discriminator.trainable_variables
+        self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_vars), g_vars))
+        self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars))
+        self.step.assign_add(1)
+        return {
+            "g_loss": g_loss,
+            "d_loss": d_loss,
+            "d_real": tf.reduce_mean(tf.sigmoid(real_logits)),
+            "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits)),
+        }
+
+    def compiled_train_step(self, jit_compile: bool | None = None):
+        """The step as a `tf.function`, XLA-compiled unless `jit_compile=False` (the `--no-xla` comparison)."""
+        jit = self.config.jit_compile if jit_compile is None else jit_compile
+        return tf.function(self.train_step, jit_compile=jit)
+
+    def restore(self, checkpoint_dir: Path) -> str | None:
+        """Restore the latest checkpoint in `checkpoint_dir`, if any; returns its path."""
+        latest = tf.train.latest_checkpoint(str(checkpoint_dir))
+        if latest is None:
+            return None
+        try:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        except (tf.errors.OpError, ValueError, AssertionError) as err:
+            raise AigcError(f"checkpoint {latest} cannot be restored ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0][:160]}); delete it to fall back to an older one") from None
+        return latest
+
+
+def generate(generator: keras.Model, noise) -> np.ndarray:
+    """Images in [0, 1], (N, 28, 28, 1), from noise (N, Z), with BatchNormalization in inference mode."""
+    images = generator(tf.convert_to_tensor(noise, tf.float32), training=False)
+    return ((images + 1.0) / 2.0).numpy()
+
+
+def fixed_noise(run: RunFolder, config) -> np.ndarray:
+    """The noise behind every epoch's grid, stored in the run so the grids of a resumed run stay comparable."""
+    path = run.path / FIXED_NOISE_FILE
+    if path.exists():
+        return np.load(path)
+    noise = np.random.default_rng(config.seed).standard_normal((config.grid_size**2, config.latent_dim))
+    np.save(path, noise.astype(np.float32))
+    return noise.astype(np.float32)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    epochs_done: float
+    last_checkpoint: str | None
+    outputs: dict[str, Path]
+    history: list[dict]
+
+
+def _progress_bar(steps: int, verbose: bool):
+    """Keras' bar on a terminal (as `fit` shows it); one summary line per epoch in logs and CI."""
+    mode = (1 if sys.stdout.isatty() else 2) if verbose else 0
+    return keras.utils.Progbar(steps, verbose=mode, stateful_metrics=["g_loss", "d_loss", "d_real", "d_fake"],
+                               unit_name="step")
+
+
+def train(config, run_dir: Path, *, steps: int | None = None, data_dir: Path | None = None,
+          verbose: bool = True) -> TrainResult:
+    """Train (or resume) a GAN run until `config.epochs` epochs, or `steps` steps in total when given."""
+    run = RunFolder(Path(run_dir))
+    run.prepare(config)
+    train_images = image_data.load_arrays(config.dataset, "train", config.source, data_dir).images
+    steps_per_epoch = image_data.batches_per_epoch(len(train_images), config.batch_size)
+    total_steps = steps if steps is not None else config.epochs * steps_per_epoch
+    if total_steps <= 0:
+        raise AigcError("nothing to train: --epochs and --steps must be positive")
+
+    gan = GAN(config)
+    manager = tf.train.CheckpointManager(gan.checkpoint, str(run.checkpoints), max_to_keep=3)
+    restored = gan.restore(run.checkpoints)
+    start = int(gan.step.numpy())
+    run.truncate_history(start)
+    say = print if verbose else (lambda *a, **k: None)
+    if restored:
+        say(f"Resuming {run.path} from step {start} ({restored})")
+    noise = fixed_noise(run, config)
+    outputs = {"run": run.path, "config": run.config_path, "checkpoints": run.checkpoints,
+               "history": run.history_csv, "tensorboard": run.tensorboard}
+
+    step_fn = gan.compiled_train_step()
+    batches = iter(image_data.training_batches(train_images, config.batch_size, config.seed, start_step=start))
+    writer = tf.summary.create_file_writer(str(run.tensorboard))
+    step = start
+    try:
+        while step < total_steps:
+            epoch = step // steps_per_epoch
+            epoch_end = min((epoch + 1) * steps_per_epoch, total_steps)
+            say(f"Epoch {epoch + 1}/{math.ceil(total_steps / steps_per_epoch)}")
+            bar = _progress_bar(epoch_end - epoch * steps_per_epoch, verbose)
+            sums, count, began = {}, 0, time.perf_counter()
+            while step < epoch_end:
+                metrics = {k: float(v) for k, v in step_fn(next(batches)).items()}
+                step, count = step + 1, count + 1
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.update(step - epoch * steps_per_epoch, [(k, v / count) for k, v in sums.items()])
+            seconds = time.perf_counter() - began
+            means = {k: v / count for k, v in sums.items()}
+            if not all(math.isfinite(v) for v in means.values()):
+                raise AigcError(f"the losses became NaN/Inf in epoch {epoch + 1} ({means}); the last good "
+                                f"checkpoint in {run.checkpoints} is kept: lower the learning rate and resume")
+            _end_of_epoch(run, gan, manager, writer, noise, epoch, step, means, count / seconds, config)
+    except KeyboardInterrupt:
+        saved = manager.save(checkpoint_number=int(gan.step.numpy()))
+        raise TrainingInterrupted(f"interrupted at step {int(gan.step.numpy())}; checkpoint saved to {saved}; "
+                                  "run the same command again to resume") from None
+    finally:
+        writer.close()
+
+    outputs.update(_final_figures(run, config))
+    return TrainResult(run.path, step, step / steps_per_epoch, manager.latest_checkpoint, outputs, run.read_history())
+
+
+def _end_of_epoch(run, gan, manager, writer, noise, epoch, step, means, steps_per_s, config) -> None:
+    """Checkpoint first, then logs: a kill in between loses a log row, never a checkpoint the logs refer to."""
+    manager.save(checkpoint_number=step)
+    run.append_history({"epoch": epoch + 1, "step": step, **{k: f"{v:.6f}" for k, v in means.items()},
+                        "steps_per_s": f"{steps_per_s:.2f}"})
+    grid = plots.save_grid(generate(gan.generator, noise), run.samples / f"epoch_{epoch + 1:04d}.png",
+                           columns=config.grid_size)
+    with writer.as_default(step=step):
+        for name, value in means.items():
+            tf.summary.scalar(f"epoch/{name}", value)
+        tf.summary.scalar("epoch/steps_per_second", steps_per_s)
+        tf.summary.image("samples", plots.image_grid(generate(gan.generator, noise), config.grid_size,
+                                                     scale=1)[None, ..., None])
+    writer.flush()
+    del grid
+
+
+def _final_figures(run: RunFolder, config) -> dict[str, Path]:
+    outputs = {}
+    frames = sorted(run.samples.glob("epoch_*.png"))
+    if frames:
+        outputs["last_grid"] = frames[-1]
+        outputs["gif"] = plots.save_gif(frames, run.path / "samples.gif")
+    if run.history_csv.exists():
+        outputs["loss_curve"] = plots.save_loss_curve(
+            run.history_csv, run.path / "loss_curve.png", ["d_loss", "g_loss"],
+            f"GAN on {config.dataset}: discriminator vs generator loss")
+    return outputs
+
+
+def load_generator(run_dir: Path) -> tuple[keras.Model, object, int]:
+    """The generator of a run at its latest checkpoint: (generator, config, step)."""
+    run = RunFolder(Path(run_dir))
+    config = run.load_config("gan")
+    latest = tf.train.latest_checkpoint(str(run.checkpoints))
+    if latest is None:
+        raise AigcError(f"{run.path} has no checkpoint yet; train it first: aigc-tf gan train --out {run.path}")
+    generator = build_generator(config)
+    step = tf.Variable(0, dtype=tf.int64)
+    try:
+        tf.train.Checkpoint(generator=generator, step=step).restore(latest).expect_partial()
+    except (tf.errors.OpError, ValueError) as err:
+        raise AigcError(f"checkpoint {latest} cannot be read ({type(err).__name__}); "
+                        "delete it to fall back to an older one") from None
+    return generator, config, int(step.numpy())

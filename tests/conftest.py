@@ -1,0 +1,31 @@
+"""Shared fixtures: real offline data (fetched by `make test`), tiny configs, one tiny trained GAN run."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from aigc_tf import AigcError  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mnist_train():
+    from aigc_tf.data import load_arrays
+
+    try:
+        return load_arrays("mnist", "train")
+    except AigcError as err:
+        pytest.fail(f"{err} (`make test` fetches it)")
+
+
+@pytest.fixture(scope="session")
+def tiny_gan_run(tmp_path_factory, mnist_train):
+    """A GAN run of the tiny config, trained for 2 short epochs on real digits."""
+    from aigc_tf.config import GANConfig
+    from aigc_tf.gan.train import train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny_gan"
+    config = GANConfig.tiny(batch_size=500, epochs=2)
+    result = train(config, run_dir, verbose=False)
+    return run_dir, config, result

@@ -1,0 +1,66 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from aigc_tf.export import export_gan, versions
+from aigc_tf.gan.train import generate, load_generator
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def gan_export(tiny_gan_run, tmp_path_factory):
+    run_dir, config, _ = tiny_gan_run
+    model_dir = tmp_path_factory.mktemp("saved_models") / "gan"
+    first = export_gan(run_dir, model_dir)
+    second = export_gan(run_dir, model_dir)
+    return run_dir, config, model_dir, first, second
+
+
+def test_exports_land_in_integer_versions(gan_export):
+    _, _, model_dir, first, second = gan_export
+    assert (first.name, second.name) == ("1", "2") and versions(model_dir) == [1, 2]
+    for version in (first, second):
+        assert (version / "saved_model.pb").exists() and (version / "variables").is_dir()
+    assert not [p for p in model_dir.iterdir() if p.name.startswith(".partial")]
+    meta = json.loads((second / "assets.extra" / "aigc_tf.json").read_text())
+    assert meta["family"] == "gan" and meta["step"] == 32
+
+
+def test_fresh_process_with_only_tensorflow_reproduces_the_generator(gan_export, tmp_path):
+    run_dir, config, _, export, _ = gan_export
+    noise = np.random.default_rng(7).standard_normal((6, config.latent_dim)).astype(np.float32)
+    np.save(tmp_path / "noise.npy", noise)
+    script = textwrap.dedent(f"""
+        import sys, numpy as np, tensorflow as tf
+        served = tf.saved_model.load({str(export)!r}).signatures["serving_default"]
+        out = served(noise=tf.constant(np.load({str(tmp_path / 'noise.npy')!r})))
+        np.save({str(tmp_path / 'served.npy')!r}, out["images"].numpy())
+        assert not [m for m in sys.modules if m.startswith("aigc_tf")], "the client must not need our code"
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+    served = np.load(tmp_path / "served.npy")
+    generator, _, _ = load_generator(run_dir)
+    live = generate(generator, noise)
+    assert served.shape == (6, 28, 28, 1) and 0.0 <= served.min() and served.max() <= 1.0
+    np.testing.assert_allclose(served, live, atol=1e-5)
+
+
+def test_saved_model_cli_runs_the_export_with_the_session_loader(gan_export, tmp_path):
+    _, config, _, export, _ = gan_export
+    saved_model_cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    shown = subprocess.run(saved_model_cli + ["show", "--dir", str(export), "--tag_set", "serve",
+                                              "--signature_def", "serving_default"],
+                           check=True, capture_output=True, text=True).stdout
+    assert "inputs['noise']" in shown and "(-1, %d)" % config.latent_dim in shown
+    assert "outputs['images']" in shown and "(-1, 28, 28, 1)" in shown
+    noise = f"noise=np.zeros((2,{config.latent_dim}),dtype=np.float32)"
+    subprocess.run(saved_model_cli + ["run", "--dir", str(export), "--tag_set", "serve", "--signature_def",
+                                      "serving_default", "--input_exprs", noise, "--outdir", str(tmp_path)],
+                   check=True, capture_output=True, text=True)
+    images = np.load(tmp_path / "images.npy")
+    assert images.shape == (2, 28, 28, 1)

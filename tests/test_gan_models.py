@@ -1,0 +1,26 @@
+import keras
+import numpy as np
+
+from aigc_tf.config import GANConfig
+from aigc_tf.gan.models import build_discriminator, build_generator
+
+
+def test_default_networks_are_sequential_mlps_of_the_seed_layers():
+    config = GANConfig()
+    g, d = build_generator(config), build_discriminator(config)
+    assert isinstance(g, keras.Sequential) and isinstance(d, keras.Sequential)
+    allowed = {"Dense", "BatchNormalization", "LeakyReLU", "Reshape", "Flatten", "Dropout"}
+    assert {type(layer).__name__ for layer in g.layers + d.layers} <= allowed
+    dense_units = [layer.units for layer in g.layers if isinstance(layer, keras.layers.Dense)]
+    assert dense_units == [256, 512, 1024, 784]
+    assert g.input_shape == (None, 100) and g.output_shape == (None, 28, 28, 1)
+    assert d.output_shape == (None, 1)
+
+
+def test_generator_output_is_bounded_and_discriminator_returns_logits():
+    config = GANConfig.tiny()
+    g, d = build_generator(config), build_discriminator(config)
+    images = g(np.random.default_rng(0).standard_normal((5, config.latent_dim)).astype("float32"), training=False)
+    assert images.shape == (5, 28, 28, 1)
+    assert float(keras.ops.max(keras.ops.abs(images))) <= 1.0
+    assert d(images, training=False).shape == (5, 1)
