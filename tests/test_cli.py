@@ -64,3 +64,29 @@ def test_train_sample_eval_export_end_to_end(tmp_path):
                     cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     assert (tmp_path / "saved_models" / "gan" / "1" / "saved_model.pb").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "aigc_tf", "gan", "train", "--out", str(run), "--epochs", "500",
+           "--batch-size", "500", "--latent-dim", "8"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "history.csv").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)  # land inside an epoch, between checkpoints
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "checkpoint saved" in err and "run the same command again to resume" in err
+    interrupted_at = int(err.split("interrupted at step ")[1].split(";")[0])
+    assert interrupted_at > 16  # past the first epoch's checkpoint: the partial epoch was saved too
+
+    resumed = subprocess.run(cmd[:-6] + ["--steps", str(interrupted_at + 3)], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Resuming {run} from step {interrupted_at}" in resumed.stdout

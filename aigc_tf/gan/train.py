@@ -31,6 +31,8 @@ from aigc_tf.gan.models import build_discriminator, build_generator
 from aigc_tf.runs import RunFolder
 
 FIXED_NOISE_FILE = "fixed_noise.npy"
+# What a truncated, foreign or mismatched checkpoint raises from TensorFlow's reader.
+CHECKPOINT_ERRORS = (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError)
 
 
 class GAN:
@@ -50,16 +52,20 @@ class GAN:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.checkpoint = tf.train.Checkpoint(
             generator=self.generator, discriminator=self.discriminator, g_optimizer=self.g_optimizer,
-            d_optimizer=self.d_optimizer, noise_rng=self.noise_rng, step=self.step)
+            d_optimizer=self.d_optimizer, noise_rng=self.noise_rng, step=self.step,
+            seed_states=_seed_states(self.generator) + _seed_states(self.discriminator))
 
-    def train_step(self, real_images):
+    def train_step(self, real_images, noise=None):
         """One update of D and of G on a batch of real images (B, 28, 28, 1) in [-1, 1].
 
-        Returns the batch's losses and D's mean belief that real and generated images are real.
+        `noise` (B, Z) is drawn from the checkpointed generator unless given (tests pass it: XLA's random
+        kernels do not produce the same numbers as TensorFlow's). Returns the batch's losses and D's mean belief
+        that real and generated images are real.
         """
         batch_size = tf.shape(real_images)[0]
         global_batch_size = self.config.batch_size  # == batch_size unless a strategy splits the batch
-        noise = self.noise_rng.normal([batch_size, self.config.latent_dim])  # (B, Z)
+        if noise is None:
+            noise = self.noise_rng.normal([batch_size, self.config.latent_dim])  # (B, Z)
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake_images = self.generator(noise, training=True)  # (B, 28, 28, 1)
             real_logits = self.discriminator(real_images, training=True)  # (B, 1)
@@ -93,10 +99,19 @@ class GAN:
             return None
         try:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
-        except (tf.errors.OpError, ValueError, AssertionError) as err:
-            raise AigcError(f"checkpoint {latest} cannot be restored ({type(err).__name__}: "
-                            f"{str(err).splitlines()[0][:160]}); delete it to fall back to an older one") from None
+        except AssertionError:
+            raise AigcError(f"checkpoint {latest} does not match this model (written by another configuration or "
+                            "aigc_tf version); train into a new --out folder") from None
+        except CHECKPOINT_ERRORS as err:
+            raise AigcError(f"checkpoint {latest} is unreadable ({type(err).__name__}); delete its files to fall "
+                            "back to the previous checkpoint, or train into a new --out folder") from None
         return latest
+
+
+def _seed_states(model: keras.Model) -> list:
+    """The state of each Keras `SeedGenerator` (Dropout's masks), which a `tf.train.Checkpoint` of the model
+    itself does not reach: without it a resumed run draws other dropout masks than an uninterrupted one."""
+    return [v.value for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
 
 
 def generate(generator: keras.Model, noise) -> np.ndarray:
@@ -194,16 +209,14 @@ def _end_of_epoch(run, gan, manager, writer, noise, epoch, step, means, steps_pe
     manager.save(checkpoint_number=step)
     run.append_history({"epoch": epoch + 1, "step": step, **{k: f"{v:.6f}" for k, v in means.items()},
                         "steps_per_s": f"{steps_per_s:.2f}"})
-    grid = plots.save_grid(generate(gan.generator, noise), run.samples / f"epoch_{epoch + 1:04d}.png",
-                           columns=config.grid_size)
+    samples = generate(gan.generator, noise)
+    plots.save_grid(samples, run.samples / f"epoch_{epoch + 1:04d}.png", columns=config.grid_size)
     with writer.as_default(step=step):
         for name, value in means.items():
             tf.summary.scalar(f"epoch/{name}", value)
         tf.summary.scalar("epoch/steps_per_second", steps_per_s)
-        tf.summary.image("samples", plots.image_grid(generate(gan.generator, noise), config.grid_size,
-                                                     scale=1)[None, ..., None])
+        tf.summary.image("samples", plots.image_grid(samples, config.grid_size, scale=1)[None, ..., None])
     writer.flush()
-    del grid
 
 
 def _final_figures(run: RunFolder, config) -> dict[str, Path]:
@@ -230,7 +243,7 @@ def load_generator(run_dir: Path) -> tuple[keras.Model, object, int]:
     step = tf.Variable(0, dtype=tf.int64)
     try:
         tf.train.Checkpoint(generator=generator, step=step).restore(latest).expect_partial()
-    except (tf.errors.OpError, ValueError) as err:
-        raise AigcError(f"checkpoint {latest} cannot be read ({type(err).__name__}); "
-                        "delete it to fall back to an older one") from None
+    except CHECKPOINT_ERRORS as err:
+        raise AigcError(f"checkpoint {latest} is unreadable ({type(err).__name__}); delete its files to fall "
+                        "back to the previous checkpoint") from None
     return generator, config, int(step.numpy())
