@@ -126,20 +126,24 @@ def cmd_gan_sample(args) -> int:
 
 
 def cmd_gan_eval(args) -> int:
+    import contextlib
+
     import numpy as np
 
     from aigc_tf.gan.train import generate, load_generator
     from aigc_tf.metrics.image_quality import sample_quality
 
-    generator, config, step = load_generator(args.run)
-    rng = np.random.default_rng(args.seed)
+    # Keras prints its progress (the classifier's first-use training) to stdout: keep stdout for the JSON alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        generator, config, step = load_generator(args.run)
+        rng = np.random.default_rng(args.seed)
 
-    def generate_fn(n):
-        return np.concatenate([generate(generator, rng.standard_normal((len(chunk), config.latent_dim)))
-                               for chunk in np.array_split(np.arange(n), max(1, n // 500))])
+        def generate_fn(n):
+            return np.concatenate([generate(generator, rng.standard_normal((len(chunk), config.latent_dim)))
+                                   for chunk in np.array_split(np.arange(n), max(1, n // 500))])
 
-    report = {"run": str(args.run), "step": step,
-              **sample_quality(generate_fn, config.dataset, config.source, seed=args.seed)}
+        report = {"run": str(args.run), "step": step,
+                  **sample_quality(generate_fn, config.dataset, config.source, seed=args.seed)}
     path = Path(args.run) / "eval.json"
     path.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -90,3 +90,22 @@ def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"Resuming {run} from step {interrupted_at}" in resumed.stdout
+
+
+@pytest.mark.slow
+def test_eval_stdout_is_pure_json_even_when_the_classifier_trains(tiny_gan_run, monkeypatch, capsys):
+    """On a fresh machine eval first trains the classifier, and Keras prints its epochs to stdout."""
+    from aigc_tf.metrics import image_quality
+
+    real_loader = image_quality.load_classifier
+
+    def chatty_loader(*args, **kwargs):
+        print("Epoch 1/20\n63/63 - 7s - accuracy: 0.71")
+        return real_loader(*args, **kwargs)
+
+    monkeypatch.setattr(image_quality, "load_classifier", chatty_loader)
+    run_dir, _, _ = tiny_gan_run
+    assert main(["gan", "eval", "--run", str(run_dir)]) == 0
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert report["step"] == 32 and "Epoch 1/20" in out.err
