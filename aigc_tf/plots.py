@@ -50,8 +50,8 @@ def save_gif(frames: Sequence[Path], path: Path, seconds_per_frame: float = 0.25
     return Path(path)
 
 
-def save_loss_curve(history_csv: Path, path: Path, columns: Sequence[str], title: str) -> Path:
-    """Plot the given columns of a history CSV against its `step` column."""
+def save_loss_curve(history_csv: Path, path: Path, columns: Sequence[str], title: str, x: str = "step") -> Path:
+    """Plot the given columns of a history CSV against its `x` column (`step`, or `epoch` for Keras' CSVLogger)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,11 +59,11 @@ def save_loss_curve(history_csv: Path, path: Path, columns: Sequence[str], title
 
     with open(history_csv, newline="") as f:
         rows = list(csv.DictReader(f))
-    steps = [int(r["step"]) for r in rows]
+    steps = [int(r[x]) + (1 if x == "epoch" else 0) for r in rows]  # CSVLogger counts epochs from 0
     fig, ax = plt.subplots(figsize=(7, 4))
     for column in columns:
         ax.plot(steps, [float(r[column]) for r in rows], marker="o" if len(rows) < 30 else None, label=column)
-    ax.set_xlabel("training step")
+    ax.set_xlabel("training step" if x == "step" else x)
     ax.set_ylabel("loss (epoch mean)")
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -25,18 +24,7 @@ import tensorflow as tf  # noqa: E402
 from aigc_tf.config import GANConfig  # noqa: E402
 from aigc_tf.data import images as image_data  # noqa: E402
 from aigc_tf.gan.train import GAN  # noqa: E402
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    return (f"{cpu}, {os.cpu_count()} logical CPUs, GPU: {', '.join(gpus) or 'none'}; "
-            f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
+from machine import gemm_gflops, machine  # noqa: E402  (bench/machine.py)
 
 
 def dense_step_flops(config: GANConfig, batch_size: int) -> float:
@@ -55,20 +43,6 @@ def dense_step_flops(config: GANConfig, batch_size: int) -> float:
     d_real = 2 * sum(d) + sum(d[1:])
     d_fake = 2 * sum(d) + sum(d[1:]) + sum(d)
     return 2.0 * batch_size * (g_macs + d_real + d_fake)
-
-
-def gemm_gflops(repeats: int = 5) -> float:
-    """fp32 GFLOP/s of an LM-head-sized matmul [1024, 256] x [256, 50257], median of `repeats`."""
-    a = tf.random.normal([1024, 256])
-    b = tf.random.normal([256, 50257])
-    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
-    matmul(a, b).numpy()
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        matmul(a, b).numpy()
-        times.append(time.perf_counter() - began)
-    return 2 * 1024 * 256 * 50257 / statistics.median(times) / 1e9
 
 
 def time_steps(step, batch, steps: int) -> float:

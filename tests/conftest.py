@@ -29,3 +29,26 @@ def tiny_gan_run(tmp_path_factory, mnist_train):
     config = GANConfig.tiny(batch_size=500, epochs=2)
     result = train(config, run_dir, verbose=False)
     return run_dir, config, result
+
+
+@pytest.fixture(scope="session")
+def tiny_text_run(tmp_path_factory):
+    """A tiny GPT-2 (real tokenizer) trained for 2 epochs of 4 steps on the SOTU corpus."""
+    from aigc_tf.config import TextConfig
+    from aigc_tf.text.train import train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny_gpt2"
+    config = TextConfig.tiny(epochs=2)
+    try:
+        result = train(config, run_dir, verbose=False)
+    except AigcError as err:
+        pytest.fail(f"{err} (`make test` fetches the corpora)")
+    return run_dir, config, result
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tiny_text_run):
+    from aigc_tf.text.train import load_run_model
+
+    causal_lm, _ = load_run_model(tiny_text_run[0])
+    return causal_lm

@@ -1,0 +1,30 @@
+"""Perplexity: how surprised the model is by held-out text, exp(mean negative log-likelihood per token).
+
+A model that guessed uniformly over GPT-2's 50,257 tokens scores 50,257; the lower the better. Evaluated on packed
+windows of the run's sequence length, every token but the first of a window predicted from up to that many tokens
+of context (the same setting as training).
+"""
+
+from __future__ import annotations
+
+import math
+
+from aigc_tf.data import text as text_data
+
+
+def perplexity(causal_lm, corpus: str, sequence_length: int, batch_size: int = 8, max_sequences: int | None = None,
+               jit_compile: bool = True, verbose: int = 0) -> dict:
+    """`{"perplexity", "loss", "tokens", "sequences", "corpus"}` of `causal_lm` on a corpus."""
+    import keras
+    import keras_hub
+
+    windows = text_data.pack_windows(text_data.corpus_token_ids(corpus, causal_lm.preprocessor.tokenizer),
+                                     sequence_length)
+    if max_sequences:
+        windows = windows[:max_sequences]
+    scorer = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone, preprocessor=None)
+    scorer.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit_compile)
+    loss = float(scorer.evaluate(text_data.lm_dataset(windows, batch_size, drop_remainder=False), verbose=verbose,
+                                 return_dict=True)["loss"])
+    return {"corpus": corpus, "perplexity": math.exp(loss), "loss": loss, "tokens": int(windows[:, 1:].size),
+            "sequences": int(len(windows)), "sequence_length": sequence_length}

@@ -1,0 +1,126 @@
+"""Decoding strategies, side by side: greedy, top-k, top-p (nucleus), beam search and plain random sampling.
+
+All of them are keras-hub samplers driving the same KV-cached decoding loop (`GPT2CausalLM.generate_step`); they
+differ only in how the next token is picked from the logits:
+- greedy: argmax; deterministic, fluent at first, then loops.
+- random: sample the whole softmax(logits / T); temperature T < 1 sharpens it, T > 1 flattens it.
+- top-k (Fan et al. 2018): sample among the k most likely tokens only.
+- top-p (Holtzman et al. 2019, "The Curious Case of Neural Text Degeneration"): sample among the smallest set of
+  tokens whose probability adds up to p.
+- beam: keep the `num_beams` most likely sequences at every step; returns the best (or the best N).
+
+Several return sequences of a stochastic sampler are drawn by repeating the prompt in the batch. Decoding is compiled
+with XLA when the model was compiled with `jit_compile=True` (keras-hub's "auto" turns XLA off on CPU; we measured
+XLA faster for our models, see bench/text_generate.py).
+"""
+
+from __future__ import annotations
+
+from aigc_tf import AigcError
+
+SAMPLERS = ("greedy", "top_k", "top_p", "beam", "random")
+
+
+def make_sampler(name: str, temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9, num_beams: int = 4,
+                 seed: int | None = None, return_all_beams: bool = False):
+    """A keras-hub sampler from CLI-style arguments, validated with one-line errors."""
+    import keras_hub
+
+    samplers = keras_hub.samplers
+    if name not in SAMPLERS:
+        raise AigcError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    if not temperature > 0:
+        raise AigcError(f"temperature must be > 0, got {temperature}")
+    if name == "greedy":
+        return samplers.GreedySampler()
+    if name == "top_k":
+        if top_k < 1:
+            raise AigcError(f"top-k must be >= 1, got {top_k}")
+        return samplers.TopKSampler(k=top_k, temperature=temperature, seed=seed)
+    if name == "top_p":
+        if not 0 < top_p <= 1:
+            raise AigcError(f"top-p must be in (0, 1], got {top_p}")
+        return samplers.TopPSampler(p=top_p, temperature=temperature, seed=seed)
+    if name == "beam":
+        if num_beams < 1:
+            raise AigcError(f"num-beams must be >= 1, got {num_beams}")
+        return samplers.BeamSampler(num_beams=num_beams, temperature=temperature, return_all_beams=return_all_beams)
+    return samplers.RandomSampler(temperature=temperature, seed=seed)
+
+
+def prompt_lengths(causal_lm, prompts: list[str]) -> list[int]:
+    """Tokens per prompt, counting the start token that generation puts in front."""
+    return [len(causal_lm.preprocessor.tokenizer(p)) + 1 for p in prompts]
+
+
+def check_lengths(causal_lm, prompts: list[str], max_length: int) -> None:
+    context = causal_lm.backbone.max_sequence_length
+    if max_length > context:
+        raise AigcError(f"--max-length {max_length} exceeds the model's context of {context} tokens")
+    longest = max(prompt_lengths(causal_lm, prompts))
+    if longest >= max_length:
+        raise AigcError(f"a prompt is {longest} tokens (with the start token), which leaves no room to generate "
+                        f"within --max-length {max_length} (the model's context is {context})")
+
+
+def generate(causal_lm, prompts: list[str], sampler: str = "greedy", *, max_length: int = 64,
+             num_return_sequences: int = 1, seed: int = 0, temperature: float = 1.0, top_k: int = 50,
+             top_p: float = 0.9, num_beams: int = 4, jit_compile: bool = True) -> list[list[str]]:
+    """For each prompt, `num_return_sequences` texts (prompt included), decoded with the named sampler."""
+    import keras
+
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not prompts:
+        raise AigcError("no prompt given")
+    if num_return_sequences < 1:
+        raise AigcError(f"num-return-sequences must be >= 1, got {num_return_sequences}")
+    if num_return_sequences > 1 and sampler == "greedy":
+        raise AigcError("greedy decoding is deterministic: every return sequence would be the same; "
+                        "use a sampling strategy (random, top_k, top_p) or beam")
+    if sampler == "beam" and num_return_sequences > num_beams:
+        raise AigcError(f"beam search returns at most --num-beams ({num_beams}) sequences")
+    check_lengths(causal_lm, prompts, max_length)
+
+    keras.utils.set_random_seed(seed)  # seeds the sampler's SeedGenerator: the same seed gives the same text
+    all_beams = sampler == "beam" and num_return_sequences > 1
+    causal_lm.compile(sampler=make_sampler(sampler, temperature, top_k, top_p, num_beams, seed, all_beams),
+                      jit_compile=jit_compile)
+    if all_beams:
+        return [_best_beams(causal_lm, prompt, max_length, num_return_sequences) for prompt in prompts]
+    batch = [p for p in prompts for _ in range(num_return_sequences)]
+    texts = causal_lm.generate(batch, max_length=max_length)
+    return [texts[i * num_return_sequences:(i + 1) * num_return_sequences] for i in range(len(prompts))]
+
+
+def _best_beams(causal_lm, prompt: str, max_length: int, count: int) -> list[str]:
+    """The `count` best beams of one prompt.
+
+    `generate` cannot return several beams (keras-hub 0.32 fails on `return_all_beams=True`), so this drives the
+    sampler with the model's cached forward pass the way `generate_step` does.
+    """
+    import tensorflow as tf
+
+    inputs = causal_lm.preprocessor.generate_preprocess([prompt], sequence_length=max_length)
+    token_ids, padding_mask = inputs["token_ids"], inputs["padding_mask"]
+    hidden_states, cache = causal_lm._build_cache(token_ids)
+    index = int(tf.reduce_min(tf.reduce_sum(tf.cast(padding_mask, "int32"), -1)))
+
+    def next_token(prompt_ids, cache, index):
+        batch = tf.shape(prompt_ids)[0]
+        logits, hidden, cache = causal_lm.call_with_cache(tf.slice(prompt_ids, [0, index - 1], [batch, 1]), cache,
+                                                          index - 1)
+        return tf.squeeze(logits, 1), tf.squeeze(hidden, 1), cache
+
+    beams, log_probs = causal_lm.sampler(next=next_token, prompt=token_ids, cache=cache, index=index,
+                                         mask=padding_mask, stop_token_ids=None, hidden_states=hidden_states,
+                                         model=causal_lm)
+    order = tf.argsort(log_probs[0], direction="DESCENDING")[:count]
+    tokenizer = causal_lm.preprocessor.tokenizer
+    texts = []
+    for row in tf.gather(beams[0], order):
+        ids = [int(t) for t in row.numpy()[1:]]  # drop the start token
+        if tokenizer.end_token_id in ids:
+            ids = ids[: ids.index(tokenizer.end_token_id)]
+        texts.append(tokenizer.detokenize([ids])[0] if ids else "")
+    return [t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in texts]

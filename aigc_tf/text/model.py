@@ -1,0 +1,58 @@
+"""The GPT-2 causal LM: keras-hub's `GPT2Backbone` + `GPT2CausalLM`, built small offline or loaded from a preset.
+
+keras-hub (Radford et al. 2019, "Language Models are Unsupervised Multitask Learners") provides the transformer; we
+do not write one. Offline there are no pretrained weights, so the default is a small GPT-2 with the real GPT-2
+tokenizer trained from scratch; the same code path fine-tunes any preset that `from_preset` accepts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aigc_tf import AigcError
+from aigc_tf.text.tokenizer import VOCABULARY_SIZE, gpt2_tokenizer
+
+
+def build_causal_lm(config):
+    """A `GPT2CausalLM` with its preprocessor (sequence length = `config.sequence_length`)."""
+    import keras_hub
+
+    if config.preset:
+        return load_preset(config.preset, config.sequence_length)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=VOCABULARY_SIZE, num_layers=config.num_layers, num_heads=config.num_heads,
+        hidden_dim=config.hidden_dim, intermediate_dim=config.intermediate_dim, dropout=config.dropout,
+        max_sequence_length=config.max_sequence_length)
+    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(gpt2_tokenizer(), sequence_length=config.sequence_length)
+    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
+
+
+def load_preset(preset: str, sequence_length: int | None = None):
+    """`GPT2CausalLM.from_preset` with one clear line when a hub preset cannot be reached.
+
+    Offline, Kaggle handles (`gpt2_base_en`) fail at once with a connection error and `hf://` handles after ~23 s of
+    retries with a misleading "no config.json"; both mean "this needs a network or a local folder".
+    The sequence length is set on the preprocessor: `GPT2CausalLM.from_preset(..., sequence_length=)` ignores it.
+    """
+    import keras_hub
+
+    looks_local = preset.startswith((".", "/", "~")) or Path(preset).expanduser().exists()
+    if looks_local and not (Path(preset).expanduser() / "config.json").exists():
+        raise AigcError(f"preset folder {preset} does not exist or holds no config.json (write one with "
+                        "`aigc-tf text train`, or with keras-hub's save_to_preset)")
+    try:
+        kwargs = {"sequence_length": sequence_length} if sequence_length else {}
+        preprocessor = keras_hub.models.GPT2CausalLMPreprocessor.from_preset(preset, **kwargs)
+        return keras_hub.models.GPT2CausalLM.from_preset(preset, preprocessor=preprocessor)
+    except (OSError, ValueError) as err:
+        if looks_local:
+            raise AigcError(f"preset folder {preset} cannot be loaded ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0][:200]})") from None
+        raise AigcError(f"preset {preset!r} could not be downloaded: hub presets (gpt2_base_en, hf://...) need a "
+                        "network; offline, pass a local preset folder (for example a run's preset/)") from None
+
+
+def trainable_parameters(model) -> int:
+    import numpy as np
+
+    return int(sum(np.prod(v.shape) for v in model.trainable_weights))

@@ -1,0 +1,158 @@
+"""Fine-tuning GPT-2 with stock `compile` / `fit`, the Keras way (the GAN writes its step by hand, on purpose).
+
+The recipe of the PyTorch GPT-2 fine-tuning scripts, expressed with Keras parts: AdamW with a linear warm-up and a
+cosine decay, gradient clipping by norm, weight decay off for biases and LayerNorm, validation loss and perplexity
+every epoch, `BackupAndRestore` to resume an interrupted run, a callback that prints a generation from a fixed prompt
+every epoch, CSV and TensorBoard logs and a loss-curve PNG. An "epoch" is an evaluation interval of
+`steps_per_epoch` steps (a full pass over the 2 M-token SOTU corpus is ~2,000 steps).
+
+Training runs on packed token windows with `preprocessor=None` (keras-hub would otherwise re-tokenize and pad every
+batch); generation uses the same backbone with the preprocessor attached. The finished model is written as a
+keras-hub preset (`<run>/preset/`), which `from_preset`, `aigc-tf text eval|generate|export` and `--preset` load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from aigc_tf import AigcError, TrainingInterrupted, plots
+from aigc_tf.data import text as text_data
+from aigc_tf.runs import RunFolder
+from aigc_tf.text.model import build_causal_lm, trainable_parameters
+
+PRESET_DIR = "preset"
+
+
+@dataclasses.dataclass
+class TextTrainResult:
+    run_dir: Path
+    preset: Path
+    history: list[dict]
+    trainable_parameters: int
+    total_parameters: int
+    seconds: float
+    tokens_seen: int
+    outputs: dict[str, Path]
+
+
+class TextSampleCallback(keras.callbacks.Callback):
+    """Greedy-decode a fixed prompt at the end of every epoch: watching it change is the best progress bar."""
+
+    def __init__(self, causal_lm, prompt: str, path: Path, max_length: int, writer=None, verbose: bool = True):
+        super().__init__()
+        self.causal_lm, self.prompt, self.path = causal_lm, prompt, Path(path)
+        self.max_length, self.writer, self.verbose = max_length, writer, verbose
+
+    def on_epoch_end(self, epoch, logs=None):
+        text = self.causal_lm.generate(self.prompt, max_length=self.max_length)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(f"--- epoch {epoch + 1}\n{text}\n")
+        if self.verbose:
+            print(f"\nsample after epoch {epoch + 1}: {text!r}")
+
+
+def make_optimizer(config, total_steps: int) -> keras.optimizers.Optimizer:
+    """AdamW, linear warm-up to `learning_rate` over `warmup_fraction` of the steps, then cosine decay to 0."""
+    warmup = max(1, int(total_steps * config.warmup_fraction))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0, decay_steps=max(1, total_steps - warmup), warmup_target=config.learning_rate,
+        warmup_steps=warmup)
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay,
+                                       clipnorm=config.clipnorm)
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
+def compile_for_training(model, config, total_steps: int) -> None:
+    import keras_hub
+
+    model.compile(
+        optimizer=make_optimizer(config, total_steps),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        weighted_metrics=[keras_hub.metrics.Perplexity(from_logits=True, name="perplexity")],
+        jit_compile=config.jit_compile)
+
+
+def corpus_windows(config, tokenizer):
+    ids = text_data.corpus_token_ids(config.corpus, tokenizer)
+    windows = text_data.pack_windows(ids, config.sequence_length)
+    return text_data.split_windows(windows, config.validation_fraction)
+
+
+def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = True) -> TextTrainResult:
+    """Train (or resume) a text run: `config.epochs` epochs of `steps_per_epoch`, or `steps` steps in total."""
+    import keras_hub
+
+    run = RunFolder(Path(run_dir))
+    run.prepare(config)
+    keras.utils.set_random_seed(config.seed)
+    causal_lm = build_causal_lm(config)
+    train_windows, val_windows = corpus_windows(config, causal_lm.preprocessor.tokenizer)
+    full_pass = len(train_windows) // config.batch_size
+    if full_pass < 1:
+        raise AigcError(f"corpus {config.corpus} gives {len(train_windows)} training sequences, fewer than one "
+                        f"batch of {config.batch_size}")
+    steps_per_epoch = min(config.steps_per_epoch or full_pass, steps or full_pass * 10**6)
+    epochs = math.ceil(steps / steps_per_epoch) if steps else config.epochs
+    total_parameters = int(sum(np.prod(v.shape) for v in causal_lm.backbone.weights))  # before the adapters
+    if config.lora_rank:
+        causal_lm.backbone.enable_lora(rank=config.lora_rank)
+
+    trainer = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone, preprocessor=None)
+    compile_for_training(trainer, config, epochs * steps_per_epoch)
+    causal_lm.compile(sampler="greedy")  # for the sample callback; shares the backbone's weights
+    train_ds = text_data.lm_dataset(train_windows, config.batch_size, shuffle_seed=config.seed).repeat()
+    val_ds = text_data.lm_dataset(val_windows, config.batch_size, drop_remainder=False)
+    if config.validation_batches:
+        val_ds = val_ds.repeat()  # validation_steps then reads the same first batches every epoch
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run.path / "backup"), save_freq="epoch", delete_checkpoint=False),
+        keras.callbacks.CSVLogger(str(run.history_csv), append=True),
+        keras.callbacks.TensorBoard(str(run.tensorboard), update_freq=max(1, steps_per_epoch // 10)),
+        TextSampleCallback(causal_lm, config.sample_prompt, run.path / "samples.txt",
+                           max_length=min(64, config.max_sequence_length), verbose=verbose),
+    ]
+    began = time.perf_counter()
+    try:
+        trainer.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
+                    validation_steps=config.validation_batches, callbacks=callbacks, shuffle=False, verbose=(1 if verbose else 0) if _isatty() else (2 if verbose else 0))
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(f"interrupted; the last epoch's backup is in {run.path / 'backup'}; "
+                                  "run the same command again to resume from it") from None
+    seconds = time.perf_counter() - began
+    preset = run.path / PRESET_DIR
+    causal_lm.save_to_preset(str(preset))  # LoRA, if enabled, is merged into the saved weights
+    history = run.read_history()
+    outputs = {"run": run.path, "preset": preset, "history": run.history_csv, "samples": run.path / "samples.txt",
+               "tensorboard": run.tensorboard}
+    if history:
+        outputs["loss_curve"] = plots.save_loss_curve(
+            run.history_csv, run.path / "loss_curve.png", ["loss", "val_loss"],
+            f"GPT-2 on {config.corpus}: training and validation loss", x="epoch")
+    return TextTrainResult(run.path, preset, history, trainable_parameters(causal_lm.backbone), total_parameters,
+                           seconds,
+                           epochs * steps_per_epoch * config.batch_size * config.sequence_length, outputs)
+
+
+def _isatty() -> bool:
+    import sys
+
+    return sys.stdout.isatty()
+
+
+def load_run_model(run_dir: Path, sequence_length: int | None = None):
+    """The trained `GPT2CausalLM` of a text run (from its preset) and the run's config."""
+    from aigc_tf.text.model import load_preset
+
+    run = RunFolder(Path(run_dir))
+    config = run.load_config("text")
+    preset = run.path / PRESET_DIR
+    if not (preset / "config.json").exists():
+        raise AigcError(f"{run.path} has no trained model yet; train it first: aigc-tf text train --out {run.path}")
+    return load_preset(str(preset), sequence_length or config.sequence_length), config

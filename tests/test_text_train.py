@@ -1,0 +1,69 @@
+import math
+
+import numpy as np
+import pytest
+
+from aigc_tf import AigcError
+from aigc_tf.config import TextConfig
+from aigc_tf.text.evaluate import perplexity
+from aigc_tf.text.model import build_causal_lm, load_preset, trainable_parameters
+from aigc_tf.text.train import load_run_model, train
+
+UNIFORM_LOSS = math.log(50257)
+
+
+def test_training_lowers_the_validation_loss_below_chance(tiny_text_run):
+    run_dir, _, result = tiny_text_run
+    losses = [float(row["val_loss"]) for row in result.history]
+    assert len(losses) == 2 and losses[1] < losses[0] < UNIFORM_LOSS + 0.1
+    for name in ("preset", "history", "samples", "loss_curve"):
+        assert result.outputs[name].exists(), name
+    assert "It is a beautiful day" in (run_dir / "samples.txt").read_text()
+
+
+def test_rerunning_resumes_from_the_backup_instead_of_starting_over(tiny_text_run):
+    run_dir, config, _ = tiny_text_run
+    resumed = train(config.replace(epochs=3), run_dir, verbose=False)
+    assert [int(row["epoch"]) for row in resumed.history] == [0, 1, 2]
+
+
+def test_perplexity_of_trained_model_beats_an_untrained_one(tiny_text_model, tiny_text_run):
+    config = tiny_text_run[1]
+    untrained = build_causal_lm(config)
+    before = perplexity(untrained, "moby_dick", config.sequence_length, max_sequences=16)
+    after = perplexity(tiny_text_model, "moby_dick", config.sequence_length, max_sequences=16)
+    assert before["tokens"] == 16 * config.sequence_length
+    assert 20_000 < before["perplexity"] < 100_000  # about uniform over 50,257 tokens
+    assert after["perplexity"] < before["perplexity"]
+    assert after["perplexity"] == pytest.approx(math.exp(after["loss"]))
+
+
+def test_lora_trains_a_small_fraction_and_saves_a_plain_preset(tmp_path):
+    config = TextConfig.tiny(lora_rank=2)
+    result = train(config, tmp_path / "lora", verbose=False)
+    assert 0 < result.trainable_parameters < 0.01 * result.total_parameters
+    merged, _ = load_run_model(tmp_path / "lora")
+    assert trainable_parameters(merged.backbone) == result.total_parameters  # LoRA merged into the weights
+
+
+def test_a_saved_preset_loads_back_and_fine_tunes(tiny_text_run, tiny_text_model, tmp_path):
+    """The offline test of the `--preset` path that real presets (gpt2_base_en, hf://...) take."""
+    preset = str(tiny_text_run[0] / "preset")
+    reloaded = load_preset(preset, sequence_length=32)
+    for a, b in zip(tiny_text_model.backbone.weights, reloaded.backbone.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    result = train(TextConfig.tiny(preset=preset, learning_rate=1e-3), tmp_path / "finetune", verbose=False)
+    assert float(result.history[0]["val_loss"]) < float(tiny_text_run[2].history[0]["val_loss"])
+
+
+def test_unreachable_presets_fail_in_one_clear_line(tmp_path):
+    with pytest.raises(AigcError, match="need a network; offline, pass a local preset folder"):
+        load_preset("gpt2_base_en")
+    with pytest.raises(AigcError, match="does not exist or holds no config.json"):
+        load_preset(str(tmp_path / "no_such_preset"))
+
+
+def test_too_short_corpus_is_a_clear_error(tmp_path):
+    (tmp_path / "tiny.txt").write_text("Too short.", encoding="utf-8")
+    with pytest.raises(AigcError, match="too few for one sequence"):
+        train(TextConfig.tiny(corpus=str(tmp_path / "tiny.txt")), tmp_path / "run", verbose=False)
