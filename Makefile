@@ -1,17 +1,18 @@
 # The two commands of the README's quick start, and the pieces they are made of.
-#   make demo   set up .venv, fetch the offline data, train + evaluate + export the GAN on the defaults
+#   make demo   set up .venv, fetch the offline data, train + evaluate + export the GAN and GPT-2 on the defaults
 #   make test   set up .venv, fetch the offline data, run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 RUN    ?= runs/gan
+TEXT   ?= runs/gpt2
 
 .PHONY: demo test setup data bench clean help
 
 help:
-	@echo "make demo   - set up, fetch offline data, train/evaluate/export the GAN (a few minutes on 2 cores)"
+	@echo "make demo   - set up, fetch offline data, train/evaluate/export the GAN and GPT-2 (~12 min on 2 cores)"
 	@echo "make test   - set up, fetch offline data, run the tests"
-	@echo "make bench  - GAN train-step benchmark (eager vs tf.function vs XLA)"
+	@echo "make bench  - GAN train step (eager / tf.function / XLA) and GPT-2 decoding and training speed"
 
 $(BIN)/aigc-tf: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,12 +32,19 @@ demo: data
 	$(BIN)/aigc-tf gan eval --run $(RUN)
 	$(BIN)/aigc-tf gan sample --run $(RUN) --out $(RUN)/samples_seed0.png
 	$(BIN)/aigc-tf gan export --run $(RUN) --to saved_models/gan
+	$(BIN)/aigc-tf text train --out $(TEXT)
+	$(BIN)/aigc-tf text eval --run $(TEXT) --corpus moby_dick
+	$(BIN)/aigc-tf text generate --run $(TEXT) --prompt "It is a beautiful day" --prompt "hello"
+	$(BIN)/aigc-tf text generate --run $(TEXT) --prompt "It is a beautiful day" --prompt "hello" \
+		--sampler top_p --top-p 0.9 --temperature 0.8 --num-return-sequences 2
+	$(BIN)/aigc-tf text export --run $(TEXT) --to saved_models/gpt2
 
 test: data
 	$(BIN)/python -m pytest -q
 
-bench: setup
+bench: data
 	$(BIN)/python bench/gan_step.py
+	$(BIN)/python bench/text_generate.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -94,20 +94,18 @@ def cmd_data_list(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- gan
-GAN_FLAGS = {  # flag -> config field, for flags that default to "whatever the run already uses"
-    "dataset": "dataset", "source": "source", "latent_dim": "latent_dim", "batch_size": "batch_size",
-    "learning_rate": "learning_rate", "label_smoothing": "label_smoothing", "epochs": "epochs", "seed": "seed",
-}
+# Flags that default to "whatever the run already uses": only the ones given on the command line change its config.
+GAN_FLAGS = ("dataset", "source", "latent_dim", "batch_size", "learning_rate", "label_smoothing", "epochs", "seed")
 
 
-def gan_config_from_args(args):
-    """The stored config of the run being resumed (or the defaults), with only the flags given on the command line."""
-    from aigc_tf.config import GANConfig
+def config_from_args(args, family: str, flags: tuple[str, ...]):
+    """The stored config of the run being resumed (or the family's defaults), with only the flags given."""
+    from aigc_tf.config import CONFIGS
     from aigc_tf.runs import RunFolder
 
     run = RunFolder(args.out)
-    base = run.load_config("gan") if run.exists() else GANConfig()
-    changes = {field: getattr(args, flag) for flag, field in GAN_FLAGS.items() if getattr(args, flag) is not None}
+    base = run.load_config(family) if run.exists() else CONFIGS[family]()
+    changes = {flag: getattr(args, flag) for flag in flags if getattr(args, flag) is not None}
     if args.no_xla:
         changes["jit_compile"] = False
     return base.replace(**changes)
@@ -116,7 +114,7 @@ def gan_config_from_args(args):
 def cmd_gan_train(args) -> int:
     from aigc_tf.gan.train import train
 
-    config = gan_config_from_args(args)
+    config = config_from_args(args, "gan", GAN_FLAGS)
     result = train(config, args.out, steps=args.steps)
     _print_outputs(f"Trained {result.step} steps ({result.epochs_done:.1f} epochs). Outputs:", result.outputs)
     return 0
@@ -174,29 +172,14 @@ def cmd_gan_export(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- text
 DEFAULT_TEXT_RUN = Path("runs/gpt2")
-TEXT_FLAGS = {
-    "preset": "preset", "corpus": "corpus", "epochs": "epochs", "steps_per_epoch": "steps_per_epoch",
-    "batch_size": "batch_size", "sequence_length": "sequence_length", "learning_rate": "learning_rate",
-    "lora_rank": "lora_rank", "num_layers": "num_layers", "hidden_dim": "hidden_dim", "seed": "seed",
-}
-
-
-def text_config_from_args(args):
-    from aigc_tf.config import TextConfig
-    from aigc_tf.runs import RunFolder
-
-    run = RunFolder(args.out)
-    base = run.load_config("text") if run.exists() else TextConfig()
-    changes = {field: getattr(args, flag) for flag, field in TEXT_FLAGS.items() if getattr(args, flag) is not None}
-    if args.no_xla:
-        changes["jit_compile"] = False
-    return base.replace(**changes)
+TEXT_FLAGS = ("preset", "corpus", "epochs", "steps_per_epoch", "batch_size", "sequence_length", "learning_rate",
+              "lora_rank", "num_layers", "hidden_dim", "seed")
 
 
 def cmd_text_train(args) -> int:
     from aigc_tf.text.train import train
 
-    config = text_config_from_args(args)
+    config = config_from_args(args, "text", TEXT_FLAGS)
     result = train(config, args.out, steps=args.steps)
     share = result.trainable_parameters / max(result.total_parameters, 1)
     _say(f"Trained {result.tokens_seen:,} tokens in {result.seconds:.0f} s "

@@ -56,6 +56,7 @@ def save_loss_curve(history_csv: Path, path: Path, columns: Sequence[str], title
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     with open(history_csv, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -64,6 +65,7 @@ def save_loss_curve(history_csv: Path, path: Path, columns: Sequence[str], title
     for column in columns:
         ax.plot(steps, [float(r[column]) for r in rows], marker="o" if len(rows) < 30 else None, label=column)
     ax.set_xlabel("training step" if x == "step" else x)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel("loss (epoch mean)")
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -32,14 +32,13 @@ PROMPT = "It is a beautiful day in the neighbourhood, said the President of the 
 NEW_TOKENS = 64
 
 
-def decode_rate(causal_lm, prompt_len: int) -> float:
+def decode_rate(causal_lm, prompt: str, prompt_len: int) -> float:
     began = time.perf_counter()
-    causal_lm.generate(PROMPT_CUT, max_length=prompt_len + NEW_TOKENS, stop_token_ids=None)
+    causal_lm.generate(prompt, max_length=prompt_len + NEW_TOKENS, stop_token_ids=None)
     return NEW_TOKENS / (time.perf_counter() - began)
 
 
 def main() -> None:
-    global PROMPT_CUT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--train-steps", type=int, default=10, help="fit steps per timed repeat")
@@ -55,7 +54,7 @@ def main() -> None:
     causal_lm = build_causal_lm(config)
     tokenizer = causal_lm.preprocessor.tokenizer
     ids = list(tokenizer(PROMPT))[:15]  # + the start token = 16 prompt tokens
-    PROMPT_CUT = tokenizer.detokenize(ids)
+    prompt = tokenizer.detokenize([[int(i) for i in ids]])[0]
     prompt_len = len(ids) + 1
     print(f"model: {config.num_layers} layers, hidden {config.hidden_dim}, "
           f"{sum(int(np.prod(w.shape)) for w in causal_lm.backbone.weights):,} parameters")
@@ -66,7 +65,7 @@ def main() -> None:
         lm.backbone.set_weights(causal_lm.backbone.get_weights())
         lm.compile(sampler="greedy", jit_compile=jit)
         began = time.perf_counter()
-        lm.generate(PROMPT_CUT, max_length=prompt_len + NEW_TOKENS, stop_token_ids=None)
+        lm.generate(prompt, max_length=prompt_len + NEW_TOKENS, stop_token_ids=None)
         decoders[name] = {"lm": lm, "first_call_s": time.perf_counter() - began, "rates": []}
 
     windows = np.random.default_rng(0).integers(0, 50257, (64, config.sequence_length + 1)).astype(np.int32)
@@ -76,16 +75,16 @@ def main() -> None:
         trainer = keras_hub.models.GPT2CausalLM(backbone=build_causal_lm(config).backbone, preprocessor=None)
         compile_for_training(trainer, config.replace(jit_compile=jit), 1000)
         began = time.perf_counter()
-        trainer.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)
+        trainer.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)
         trainers[name] = {"model": trainer, "first_call_s": time.perf_counter() - began, "rates": []}
 
     tokens_per_step = config.batch_size * config.sequence_length
     for _ in range(args.repeats):  # ABAB
         for v in decoders.values():
-            v["rates"].append(decode_rate(v["lm"], prompt_len))
+            v["rates"].append(decode_rate(v["lm"], prompt, prompt_len))
         for v in trainers.values():
             began = time.perf_counter()
-            v["model"].fit(dataset, steps_per_epoch=args.train_steps, epochs=1, verbose=0)
+            v["model"].fit(dataset, steps_per_epoch=args.train_steps, epochs=1, verbose=0, shuffle=False)
             v["rates"].append(args.train_steps * tokens_per_step / (time.perf_counter() - began))
 
     print(f"\ndecoding, batch 1, {prompt_len}-token prompt, {NEW_TOKENS} new greedy tokens (keras-hub generate)")

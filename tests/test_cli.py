@@ -7,7 +7,8 @@ import pytest
 from aigc_tf.cli import build_parser, main
 
 COMMANDS = [[], ["data"], ["data", "fetch"], ["data", "list"], ["gan"], ["gan", "train"], ["gan", "sample"],
-            ["gan", "eval"], ["gan", "export"]]
+            ["gan", "eval"], ["gan", "export"], ["text"], ["text", "train"], ["text", "eval"], ["text", "generate"],
+            ["text", "export"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "aigc-tf")
@@ -26,6 +27,27 @@ def test_bad_flags_are_rejected_in_one_line(flags, capsys):
         build_parser().parse_args(["gan", "train", *flags])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("aigc-tf gan train: error:")
+
+
+@pytest.mark.parametrize("flags", [["--sampler", "nucleus"], ["--temperature", "0"], ["--max-length", "-1"],
+                                   ["--num-return-sequences", "0"]])
+def test_bad_generate_flags_are_rejected_by_the_parser(flags, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["text", "generate", "--prompt", "hi", *flags])
+    assert exit_info.value.code == 2
+
+
+def test_bad_generate_inputs_are_one_line_errors(tiny_text_run, tmp_path, capsys):
+    run = str(tiny_text_run[0])
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    cases = [(["--prompt-file", str(tmp_path / "latin1.txt")], "is not UTF-8 text"),
+             (["--prompt", "hi", "--sampler", "top_p", "--top-p", "1.5"], "top-p must be in (0, 1]"),
+             ([], "give a --prompt"),
+             (["--prompt", "word " * 80], "leaves no room to generate")]
+    for flags, message in cases:
+        assert main(["text", "generate", "--run", run, *flags]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert message in err[-1] and err[-1].startswith("aigc-tf: error:")
 
 
 def test_missing_run_is_one_line_not_a_traceback(tmp_path, capsys):

@@ -21,9 +21,13 @@ def test_training_lowers_the_validation_loss_below_chance(tiny_text_run):
     assert "It is a beautiful day" in (run_dir / "samples.txt").read_text()
 
 
-def test_rerunning_resumes_from_the_backup_instead_of_starting_over(tiny_text_run):
+def test_rerunning_resumes_from_the_backup_instead_of_starting_over(tiny_text_run, tmp_path):
+    import shutil
+
     run_dir, config, _ = tiny_text_run
-    resumed = train(config.replace(epochs=3), run_dir, verbose=False)
+    copy = tmp_path / "run"  # resume a copy: the session's run is shared with other tests
+    shutil.copytree(run_dir, copy)
+    resumed = train(config.replace(epochs=3), copy, verbose=False)
     assert [int(row["epoch"]) for row in resumed.history] == [0, 1, 2]
 
 
