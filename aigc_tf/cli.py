@@ -331,7 +331,8 @@ def add_text_commands(families) -> None:
     train.add_argument("--out", type=Path, default=DEFAULT_TEXT_RUN, help="run folder (default: %(default)s)")
     train.add_argument("--preset", help="a from_preset handle: gpt2_base_en, hf://openai-community/gpt2 (network), "
                                         "or a local preset folder; default: a small GPT-2 from scratch")
-    train.add_argument("--corpus", help="sotu, moby_dick, or a UTF-8 file / folder of .txt (default: sotu)")
+    train.add_argument("--corpus", help="sotu, moby_dick, a UTF-8 file / folder of .txt, or tfds:NAME[:SPLIT] online "
+                                        "(default: sotu)")
     length = train.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=positive_int, help="epochs of --steps-per-epoch steps (default: 3)")
     length.add_argument("--steps", type=positive_int, help="train this many steps in total")

@@ -74,3 +74,8 @@ def test_offline_corpora_are_the_real_texts(tokenizer):
     assert len(moby) == 136 and "Call me Ishmael." in moby[0]
     assert 1.9e6 < len(text.corpus_token_ids("sotu", tokenizer)) < 2.3e6
     assert 2.5e5 < len(text.corpus_token_ids("moby_dick", tokenizer)) < 3.2e5
+
+
+def test_tfds_corpus_errors_are_one_line():
+    with pytest.raises(AigcError, match="tfds could not load 'no_such_text_set'"):
+        text.load_documents("tfds:no_such_text_set")

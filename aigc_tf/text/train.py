@@ -44,15 +44,24 @@ class TextTrainResult:
 class TextSampleCallback(keras.callbacks.Callback):
     """Greedy-decode a fixed prompt at the end of every epoch: watching it change is the best progress bar."""
 
-    def __init__(self, causal_lm, prompt: str, path: Path, max_length: int, writer=None, verbose: bool = True):
+    def __init__(self, causal_lm, prompt: str, path: Path, max_length: int, tensorboard_dir: Path,
+                 verbose: bool = True):
+        import tensorflow as tf
+
         super().__init__()
         self.causal_lm, self.prompt, self.path = causal_lm, prompt, Path(path)
-        self.max_length, self.writer, self.verbose = max_length, writer, verbose
+        self.max_length, self.verbose = max_length, verbose
+        self.writer = tf.summary.create_file_writer(str(Path(tensorboard_dir) / "samples"))
 
     def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
         text = self.causal_lm.generate(self.prompt, max_length=self.max_length)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(f"--- epoch {epoch + 1}\n{text}\n")
+        with self.writer.as_default(step=epoch + 1):
+            tf.summary.text("greedy_sample", text)
+        self.writer.flush()
         if self.verbose:
             print(f"\nsample after epoch {epoch + 1}: {text!r}")
 
@@ -116,7 +125,8 @@ def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = Tr
         keras.callbacks.CSVLogger(str(run.history_csv), append=True),
         keras.callbacks.TensorBoard(str(run.tensorboard), update_freq=max(1, steps_per_epoch // 10)),
         TextSampleCallback(causal_lm, config.sample_prompt, run.path / "samples.txt",
-                           max_length=min(64, config.max_sequence_length), verbose=verbose),
+                           max_length=min(64, config.max_sequence_length), tensorboard_dir=run.tensorboard,
+                           verbose=verbose),
     ]
     began = time.perf_counter()
     try:
