@@ -249,7 +249,7 @@ def cmd_text_export(args) -> int:
     path = export_text(args.run, args.to, max_length=args.max_length, top_p=args.top_p,
                        temperature=args.temperature)
     _say(f"Exported {args.run} for TF Serving: {path}")
-    _say(f"  signatures: serving_default and sample (prompts: string -> text: string; need tensorflow_text), "
+    _say("  signatures: serving_default and sample (prompts: string -> text: string; need tensorflow_text), "
          "generate_tokens (int32 ids, core TF only)")
     return 0
 
@@ -374,7 +374,8 @@ def add_text_commands(families) -> None:
     export.add_argument("--run", type=Path, default=DEFAULT_TEXT_RUN, help="run folder (default: %(default)s)")
     export.add_argument("--to", type=Path, default=Path("saved_models/gpt2"),
                         help="model folder; the export goes to its next integer version (default: %(default)s)")
-    export.add_argument("--max-length", type=positive_int, help="tokens in all (default: the model's context)")
+    export.add_argument("--max-length", type=positive_int, default=64,
+                        help="tokens in all, prompt included; as text generate's (default: %(default)s)")
     export.add_argument("--top-p", type=float, default=0.9, help="p of the `sample` signature (default: 0.9)")
     export.add_argument("--temperature", type=positive_float, default=1.0, help="of the `sample` signature")
     export.set_defaults(handler=cmd_text_export)

@@ -77,7 +77,7 @@ def export_gan(run_dir: Path, model_dir: Path = Path("saved_models/gan")) -> Pat
                                               "config": json.loads(to_json(config))})
 
 
-def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_length: int | None = None,
+def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_length: int = 64,
                 top_p: float = 0.9, temperature: float = 1.0, jit_compile: bool = True) -> Path:
     """Export a text run with generation inside the graph, so a TF Serving client needs no Python of ours.
 
@@ -90,16 +90,14 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
     - `generate_tokens(token_ids: int32 [N, L], padding_mask: int32 [N, L]) -> token_ids, padding_mask:
       int32 [N, max_length]`: greedy decoding on GPT-2 token ids, core TensorFlow ops only, for servers without
       TF Text. Prompts are left-aligned, start token first, `padding_mask` 1 on prompt tokens.
+    `max_length` (tokens in all, prompt included) defaults to `aigc-tf text generate`'s, so both give the same text.
     Prompts longer than `max_length - 1` tokens are cut to their first `max_length - 1` tokens; an empty prompt
     generates from the start token alone.
     """
-    import keras_hub
-
     from aigc_tf.text.generate import make_sampler
     from aigc_tf.text.train import load_run_model
 
     causal_lm, config = load_run_model(run_dir)
-    max_length = max_length or causal_lm.backbone.max_sequence_length
     if not 2 <= max_length <= causal_lm.backbone.max_sequence_length:
         raise AigcError(f"--max-length must be in [2, {causal_lm.backbone.max_sequence_length}], got {max_length}")
     tokenizer = causal_lm.preprocessor.tokenizer
@@ -135,7 +133,8 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
         mask = tf.pad(tf.cast(padding_mask[:, :max_length], tf.bool), [[0, 0], [0, pad]])
         out = token_decode({"token_ids": tf.ensure_shape(ids, [None, max_length]),
                             "padding_mask": tf.ensure_shape(mask, [None, max_length])})
-        return {"token_ids": tf.cast(out["token_ids"], tf.int32), "padding_mask": tf.cast(out["padding_mask"], tf.int32)}
+        return {"token_ids": tf.cast(out["token_ids"], tf.int32),
+                "padding_mask": tf.cast(out["padding_mask"], tf.int32)}
 
     archive = keras.export.ExportArchive()
     archive.track(tokenizer)  # its vocabulary tables; tracking the whole model would store every weight twice
