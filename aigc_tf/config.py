@@ -37,9 +37,11 @@ class GANConfig:
     seed: int = 0
     jit_compile: bool = True
     grid_size: int = 8  # the fixed-noise sample grid is grid_size x grid_size
+    conditional: bool = False  # label-conditioned G and D (a conditional GAN, Mirza & Osindero 2014)
+    num_classes: int = 10
 
     # Fields that define the networks and their variables: a run cannot resume with different values.
-    ARCHITECTURE = ("family", "dataset", "latent_dim", "generator_units", "discriminator_units")
+    ARCHITECTURE = ("family", "dataset", "latent_dim", "generator_units", "discriminator_units", "conditional")
 
     @classmethod
     def tiny(cls, **overrides) -> "GANConfig":
@@ -99,7 +101,34 @@ class TextConfig:
         return dataclasses.replace(self, **changes)
 
 
-CONFIGS = {"gan": GANConfig, "text": TextConfig}
+@dataclasses.dataclass(frozen=True)
+class VAEConfig:
+    """The VAE of `aigc_tf.vae`: an MLP (or small conv) encoder/decoder around a `latent_dim` Gaussian latent."""
+
+    family: str = "vae"
+    dataset: str = "mnist"
+    source: str | None = None
+    architecture: str = "mlp"  # or "conv"
+    latent_dim: int = 16  # 2 draws the latent manifold
+    hidden_units: tuple[int, ...] = (512, 256)
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    epochs: int = 30
+    seed: int = 0
+    jit_compile: bool = True
+
+    ARCHITECTURE = ("family", "dataset", "architecture", "latent_dim", "hidden_units")
+
+    @classmethod
+    def tiny(cls, **overrides) -> "VAEConfig":
+        base = dict(latent_dim=2, hidden_units=(32,), batch_size=256, epochs=2)
+        return cls(**{**base, **overrides})
+
+    def replace(self, **changes) -> "VAEConfig":
+        return dataclasses.replace(self, **changes)
+
+
+CONFIGS = {"gan": GANConfig, "text": TextConfig, "vae": VAEConfig}
 
 
 def to_json(config) -> str:

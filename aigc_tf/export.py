@@ -55,7 +55,8 @@ def write_archive(archive: keras.export.ExportArchive, model_dir: Path, metadata
 
 
 def export_gan(run_dir: Path, model_dir: Path = Path("saved_models/gan")) -> Path:
-    """Export a GAN run's generator: `serving_default(noise: float32 [None, latent_dim]) -> images [None, 28, 28, 1]`.
+    """Export a GAN run's generator: `serving_default(noise: float32 [None, latent_dim]) -> images [None, 28, 28, 1]`
+    (a conditional GAN also takes `labels: int32 [None]`).
 
     The images are in [0, 1] (the generator's tanh output rescaled) so a client can display them directly, and
     BatchNormalization runs in inference mode, so a sample does not depend on the rest of its batch.
@@ -66,13 +67,16 @@ def export_gan(run_dir: Path, model_dir: Path = Path("saved_models/gan")) -> Pat
     archive = keras.export.ExportArchive()
     archive.track(generator)
 
-    def serve(noise):
-        images = generator(noise, training=False)  # (N, 28, 28, 1) in [-1, 1]
-        return {"images": (images + 1.0) / 2.0}
-
-    archive.add_endpoint(
-        name="serving_default", fn=serve,
-        input_signature=[tf.TensorSpec([None, config.latent_dim], tf.float32, name="noise")])
+    noise_spec = tf.TensorSpec([None, config.latent_dim], tf.float32, name="noise")
+    if config.conditional:  # + labels: int32 [None], the digit each image should show
+        archive.add_endpoint(
+            name="serving_default",
+            fn=lambda noise, labels: {"images": (generator([noise, labels], training=False) + 1.0) / 2.0},
+            input_signature=[noise_spec, tf.TensorSpec([None], tf.int32, name="labels")])
+    else:
+        archive.add_endpoint(name="serving_default",
+                             fn=lambda noise: {"images": (generator(noise, training=False) + 1.0) / 2.0},
+                             input_signature=[noise_spec])
     return write_archive(archive, model_dir, {"family": "gan", "run": str(Path(run_dir).resolve()), "step": step,
                                               "config": json.loads(to_json(config))})
 
@@ -184,3 +188,27 @@ def signature_op_types(export_dir: Path, signature: str = "serving_default") -> 
                 seen_nodes.add(name)
                 pending.append(nodes[name])
     return ops
+
+
+def export_vae(run_dir: Path, base_dir: Path = Path("saved_models")) -> tuple[Path, Path]:
+    """Export a VAE run as two models: `<base>/vae_decoder/<v>/` and `<base>/vae_encoder/<v>/`.
+
+    - decoder `serving_default(latent: float32 [None, latent_dim]) -> images: float32 [None, 28, 28, 1]` in [0, 1]
+      (the Bernoulli means);
+    - encoder `serving_default(images: float32 [None, 28, 28, 1] in [0, 1]) -> mean, log_variance: [None, latent_dim]`.
+    """
+    from aigc_tf.vae.train import load_vae
+
+    vae, config = load_vae(run_dir)
+    metadata = {"family": "vae", "run": str(Path(run_dir).resolve()), "config": json.loads(to_json(config))}
+
+    decoder = keras.export.ExportArchive()
+    decoder.track(vae.decoder)
+    decoder.add_endpoint("serving_default", lambda latent: {"images": tf.sigmoid(vae.decoder(latent))},
+                         input_signature=[tf.TensorSpec([None, config.latent_dim], tf.float32, name="latent")])
+    encoder = keras.export.ExportArchive()
+    encoder.track(vae.encoder)
+    encoder.add_endpoint("serving_default", lambda images: dict(vae.encoder(images)),
+                         input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images")])
+    return (write_archive(decoder, Path(base_dir) / "vae_decoder", {**metadata, "part": "decoder"}),
+            write_archive(encoder, Path(base_dir) / "vae_encoder", {**metadata, "part": "encoder"}))

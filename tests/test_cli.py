@@ -8,7 +8,7 @@ from aigc_tf.cli import build_parser, main
 
 COMMANDS = [[], ["data"], ["data", "fetch"], ["data", "list"], ["gan"], ["gan", "train"], ["gan", "sample"],
             ["gan", "eval"], ["gan", "export"], ["text"], ["text", "train"], ["text", "eval"], ["text", "generate"],
-            ["text", "export"]]
+            ["text", "export"], ["vae"], ["vae", "train"], ["vae", "sample"], ["vae", "eval"], ["vae", "export"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "aigc-tf")
@@ -48,6 +48,20 @@ def test_bad_generate_inputs_are_one_line_errors(tiny_text_run, tmp_path, capsys
         assert main(["text", "generate", "--run", run, *flags]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert message in err[-1] and err[-1].startswith("aigc-tf: error:")
+
+
+def test_digit_needs_a_conditional_gan(tiny_gan_run, capsys):
+    assert main(["gan", "sample", "--run", str(tiny_gan_run[0]), "--digit", "7"]) == 2
+    assert "needs one trained with --conditional" in capsys.readouterr().err
+
+
+def test_explicit_zero_flags_are_kept(tmp_path):
+    from aigc_tf.cli import GAN_FLAGS, config_from_args
+
+    args = build_parser().parse_args(["gan", "train", "--out", str(tmp_path / "r"), "--seed", "0",
+                                      "--label-smoothing", "0"])
+    config = config_from_args(args, "gan", GAN_FLAGS)
+    assert config.seed == 0 and config.label_smoothing == 0.0 and config.conditional is False
 
 
 def test_missing_run_is_one_line_not_a_traceback(tmp_path, capsys):

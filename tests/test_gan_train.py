@@ -20,7 +20,7 @@ def test_xla_and_plain_steps_update_both_networks_identically(mnist_train):
     for jit in (True, False):
         gan = GAN(GANConfig.tiny(dropout=0.0))
         g0, d0 = _weights(gan.generator), _weights(gan.discriminator)
-        out = gan.compiled_train_step(jit_compile=jit)(batch, noise)
+        out = gan.compiled_train_step(jit_compile=jit)(batch, noise=noise)
         assert all(not np.allclose(a, b) for a, b in zip(g0, _weights(gan.generator)))
         assert all(not np.allclose(a, b) for a, b in zip(d0, _weights(gan.discriminator)))
         assert int(gan.step.numpy()) == 1

@@ -101,7 +101,8 @@ def batches_per_epoch(num_images: int, batch_size: int) -> int:
     return num_images // batch_size
 
 
-def training_batches(images: np.ndarray, batch_size: int, seed: int, start_step: int = 0):
+def training_batches(images: np.ndarray, batch_size: int, seed: int, start_step: int = 0,
+                     labels: np.ndarray | None = None):
     """Endless shuffled batches of fixed shape in [-1, 1], starting at global step `start_step`.
 
     Why this shape of pipeline:
@@ -110,6 +111,7 @@ def training_batches(images: np.ndarray, batch_size: int, seed: int, start_step:
       batches an uninterrupted run would have seen, with no shuffle buffer to checkpoint;
     - the pixels sit in memory once, as uint8 (the cache); batches are gathered and scaled in parallel and
       prefetched, also across epoch boundaries, so the step never waits on input.
+    With `labels` (a conditional GAN) each element is `(images, labels)`.
     """
     import tensorflow as tf
 
@@ -126,5 +128,10 @@ def training_batches(images: np.ndarray, batch_size: int, seed: int, start_step:
         return tf.data.Dataset.from_tensor_slices(batches)
 
     ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch_batches).skip(skip)
-    ds = ds.map(lambda idx: to_tanh_range(tf.gather(pixels, idx)), num_parallel_calls=tf.data.AUTOTUNE)
+    if labels is None:
+        ds = ds.map(lambda idx: to_tanh_range(tf.gather(pixels, idx)), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        classes = tf.constant(labels.astype(np.int32))
+        ds = ds.map(lambda idx: (to_tanh_range(tf.gather(pixels, idx)), tf.gather(classes, idx)),
+                    num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -3,6 +3,11 @@
 Goodfellow et al. 2014, "Generative Adversarial Nets": a generator G maps noise z ~ N(0, I) to an image, a
 discriminator D maps an image to one logit, "real" vs "generated". MLPs are enough for 28x28 digits and keep the
 lesson on the adversarial game rather than on convolutions.
+
+Conditional variant (Mirza & Osindero 2014, "Conditional Generative Adversarial Nets"): with `config.conditional`,
+a one-hot label is joined to the noise at G's input and to the flattened image at D's input, so G learns p(x | y)
+and `aigc-tf gan sample --digit 7` draws sevens. The same Sequential stacks do the work; a small functional model
+only joins the inputs.
 """
 
 from __future__ import annotations
@@ -13,13 +18,24 @@ IMAGE_SHAPE = (28, 28, 1)
 IMAGE_PIXELS = 28 * 28
 
 
-def build_generator(config) -> keras.Sequential:
-    """z (B, latent_dim) -> image (B, 28, 28, 1) in [-1, 1].
+def build_generator(config) -> keras.Model:
+    """z (B, latent_dim) [+ label (B,) int32] -> image (B, 28, 28, 1) in [-1, 1].
 
     BatchNormalization after each hidden layer keeps the activations' scale steady while D's gradients push G
     around; tanh bounds the output to the data's [-1, 1] range.
     """
-    layers = [keras.Input((config.latent_dim,), name="noise")]
+    if not config.conditional:
+        return _generator_stack(config, config.latent_dim)
+    noise = keras.Input((config.latent_dim,), name="noise")
+    label = keras.Input((), dtype="int32", name="label")
+    one_hot = keras.layers.CategoryEncoding(config.num_classes, output_mode="one_hot")(label)  # (B, classes)
+    joined = keras.layers.Concatenate()([noise, one_hot])  # (B, Z + classes)
+    return keras.Model([noise, label], _generator_stack(config, config.latent_dim + config.num_classes)(joined),
+                       name="conditional_generator")
+
+
+def _generator_stack(config, input_dim: int) -> keras.Sequential:
+    layers = [keras.Input((input_dim,), name="noise")]
     for units in config.generator_units:
         layers += [
             keras.layers.Dense(units),
@@ -33,13 +49,23 @@ def build_generator(config) -> keras.Sequential:
     return keras.Sequential(layers, name="generator")
 
 
-def build_discriminator(config) -> keras.Sequential:
-    """image (B, 28, 28, 1) in [-1, 1] -> one logit (B, 1); no sigmoid, the losses take logits.
+def build_discriminator(config) -> keras.Model:
+    """image (B, 28, 28, 1) in [-1, 1] [+ label (B,) int32] -> one logit (B, 1); no sigmoid, the losses take logits.
 
     No BatchNormalization here: it would mix real and fake statistics inside a batch. Dropout keeps D from
     memorising the (small) training set and overpowering G.
     """
-    layers = [keras.Input(IMAGE_SHAPE, name="image"), keras.layers.Flatten()]
+    if not config.conditional:
+        return _discriminator_stack(config, [keras.Input(IMAGE_SHAPE, name="image"), keras.layers.Flatten()])
+    image = keras.Input(IMAGE_SHAPE, name="image")
+    label = keras.Input((), dtype="int32", name="label")
+    one_hot = keras.layers.CategoryEncoding(config.num_classes, output_mode="one_hot")(label)
+    joined = keras.layers.Concatenate()([keras.layers.Flatten()(image), one_hot])  # (B, 784 + classes)
+    stack = _discriminator_stack(config, [keras.Input((IMAGE_PIXELS + config.num_classes,), name="image_and_label")])
+    return keras.Model([image, label], stack(joined), name="conditional_discriminator")
+
+
+def _discriminator_stack(config, layers: list) -> keras.Sequential:
     for units in config.discriminator_units:
         layers += [
             keras.layers.Dense(units),

@@ -55,8 +55,11 @@ class GAN:
             d_optimizer=self.d_optimizer, noise_rng=self.noise_rng, step=self.step,
             seed_states=_seed_states(self.generator) + _seed_states(self.discriminator))
 
-    def train_step(self, real_images, noise=None):
+    def train_step(self, real_images, labels=None, noise=None):
         """One update of D and of G on a batch of real images (B, 28, 28, 1) in [-1, 1].
+
+        A conditional GAN also takes the batch's labels (B,) int32: G draws fakes of the same classes and D judges
+        each image together with its label.
 
         `noise` (B, Z) is drawn from the checkpointed generator unless given (tests pass it: XLA's random
         kernels do not produce the same numbers as TensorFlow's). Returns the batch's losses and D's mean belief
@@ -66,10 +69,11 @@ class GAN:
         global_batch_size = self.config.batch_size  # == batch_size unless a strategy splits the batch
         if noise is None:
             noise = self.noise_rng.normal([batch_size, self.config.latent_dim])  # (B, Z)
+        condition = (lambda x: [x, labels]) if self.config.conditional else (lambda x: x)
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            fake_images = self.generator(noise, training=True)  # (B, 28, 28, 1)
-            real_logits = self.discriminator(real_images, training=True)  # (B, 1)
-            fake_logits = self.discriminator(fake_images, training=True)  # (B, 1)
+            fake_images = self.generator(condition(noise), training=True)  # (B, 28, 28, 1)
+            real_logits = self.discriminator(condition(real_images), training=True)  # (B, 1)
+            fake_logits = self.discriminator(condition(fake_images), training=True)  # (B, 1)
             g_loss = tf.nn.compute_average_loss(
                 losses.non_saturating_generator_loss(fake_logits), global_batch_size=global_batch_size)
             d_loss = tf.nn.compute_average_loss(
@@ -114,10 +118,20 @@ def _seed_states(model: keras.Model) -> list:
     return [v.value for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
 
 
-def generate(generator: keras.Model, noise) -> np.ndarray:
-    """Images in [0, 1], (N, 28, 28, 1), from noise (N, Z), with BatchNormalization in inference mode."""
-    images = generator(tf.convert_to_tensor(noise, tf.float32), training=False)
+def generate(generator: keras.Model, noise, labels=None) -> np.ndarray:
+    """Images in [0, 1], (N, 28, 28, 1), from noise (N, Z) [and labels (N,) for a conditional generator], with
+    BatchNormalization in inference mode."""
+    noise = tf.convert_to_tensor(noise, tf.float32)
+    inputs = noise if labels is None else [noise, tf.convert_to_tensor(labels, tf.int32)]
+    images = generator(inputs, training=False)
     return ((images + 1.0) / 2.0).numpy()
+
+
+def grid_labels(config) -> np.ndarray | None:
+    """For a conditional GAN, the labels of the sample grid: each row counts 0, 1, 2, ... so columns share a digit."""
+    if not config.conditional:
+        return None
+    return np.arange(config.grid_size**2) % config.grid_size % config.num_classes
 
 
 def fixed_noise(run: RunFolder, config) -> np.ndarray:
@@ -152,7 +166,8 @@ def train(config, run_dir: Path, *, steps: int | None = None, data_dir: Path | N
     """Train (or resume) a GAN run until `config.epochs` epochs, or `steps` steps in total when given."""
     run = RunFolder(Path(run_dir))
     run.prepare(config)
-    train_images = image_data.load_arrays(config.dataset, "train", config.source, data_dir).images
+    train_data = image_data.load_arrays(config.dataset, "train", config.source, data_dir)
+    train_images = train_data.images
     steps_per_epoch = image_data.batches_per_epoch(len(train_images), config.batch_size)
     total_steps = steps if steps is not None else config.epochs * steps_per_epoch
     if total_steps <= 0:
@@ -171,7 +186,8 @@ def train(config, run_dir: Path, *, steps: int | None = None, data_dir: Path | N
                "history": run.history_csv, "tensorboard": run.tensorboard}
 
     step_fn = gan.compiled_train_step()
-    batches = iter(image_data.training_batches(train_images, config.batch_size, config.seed, start_step=start))
+    batches = iter(image_data.training_batches(train_images, config.batch_size, config.seed, start_step=start,
+                                               labels=train_data.labels if config.conditional else None))
     writer = tf.summary.create_file_writer(str(run.tensorboard))
     step = start
     try:
@@ -182,7 +198,8 @@ def train(config, run_dir: Path, *, steps: int | None = None, data_dir: Path | N
             bar = _progress_bar(epoch_end - epoch * steps_per_epoch, verbose)
             sums, count, began = {}, 0, time.perf_counter()
             while step < epoch_end:
-                metrics = {k: float(v) for k, v in step_fn(next(batches)).items()}
+                batch = next(batches)
+                metrics = {k: float(v) for k, v in (step_fn(*batch) if config.conditional else step_fn(batch)).items()}
                 step, count = step + 1, count + 1
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
@@ -209,7 +226,7 @@ def _end_of_epoch(run, gan, manager, writer, noise, epoch, step, means, steps_pe
     manager.save(checkpoint_number=step)
     run.append_history({"epoch": epoch + 1, "step": step, **{k: f"{v:.6f}" for k, v in means.items()},
                         "steps_per_s": f"{steps_per_s:.2f}"})
-    samples = generate(gan.generator, noise)
+    samples = generate(gan.generator, noise, grid_labels(config))
     plots.save_grid(samples, run.samples / f"epoch_{epoch + 1:04d}.png", columns=config.grid_size)
     with writer.as_default(step=step):
         for name, value in means.items():
