@@ -83,3 +83,12 @@ def test_encoder_and_decoder_exports_run_in_a_fresh_process(tiny_vae_run, tmp_pa
     mean, _ = vae.encode(image)
     np.testing.assert_allclose(served["mean"], np.asarray(mean), atol=1e-5)
     np.testing.assert_allclose(served["image"], np.asarray(vae(image)).ravel()[:50], atol=1e-5)
+
+
+def test_rerunning_resumes_the_vae_from_its_backup(tiny_vae_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_vae_run[0], copy)
+    resumed = train(VAEConfig.tiny(epochs=4), copy, verbose=False)
+    assert [int(row["epoch"]) for row in resumed.history] == [0, 1, 2, 3]
