@@ -52,6 +52,14 @@ def _say(*parts) -> None:
     print(*parts, file=sys.stderr, flush=True)
 
 
+def _emit_report(report: dict, path: Path) -> int:
+    """Save an eval report beside the run and print it as the command's only stdout (one JSON object)."""
+    path.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    _say(f"Wrote {path}")
+    return 0
+
+
 def _print_outputs(title: str, outputs: dict) -> None:
     _say(title)
     width = max(len(k) for k in outputs)
@@ -169,11 +177,7 @@ def cmd_gan_eval(args) -> int:
         if config.conditional:  # does G draw the digit it is asked for? judged by the evaluation classifier
             classifier = load_classifier(config.dataset, config.source)
             report["label_accuracy"] = classifier.accuracy(drawn["images"], drawn["labels"])
-    path = Path(args.run) / "eval.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-    _say(f"Wrote {path}")
-    return 0
+    return _emit_report(report, Path(args.run) / "eval.json")
 
 
 def cmd_gan_export(args) -> int:
@@ -216,11 +220,7 @@ def cmd_text_eval(args) -> int:
         causal_lm, config = load_run_model(args.run)
         report = {"run": str(args.run), **perplexity(causal_lm, args.corpus, config.sequence_length,
                                                       max_sequences=args.max_sequences, verbose=2)}
-    path = Path(args.run) / f"eval_{Path(args.corpus).stem}.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-    _say(f"Wrote {path}")
-    return 0
+    return _emit_report(report, Path(args.run) / f"eval_{Path(args.corpus).stem}.json")
 
 
 def read_prompts(args) -> list[str]:
@@ -311,11 +311,7 @@ def cmd_vae_eval(args) -> int:
         report = {"run": str(args.run), **elbo_report(vae, config, args.seed),
                   **sample_quality(lambda n: decode(vae, rng.standard_normal((n, config.latent_dim))),
                                    config.dataset, config.source, seed=args.seed)}
-    path = Path(args.run) / "eval.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-    _say(f"Wrote {path}")
-    return 0
+    return _emit_report(report, Path(args.run) / "eval.json")
 
 
 def cmd_vae_export(args) -> int:

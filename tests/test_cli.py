@@ -145,3 +145,13 @@ def test_eval_stdout_is_pure_json_even_when_the_classifier_trains(tiny_gan_run, 
     out = capsys.readouterr()
     report = json.loads(out.out)
     assert report["step"] == 32 and "Epoch 1/20" in out.err
+
+
+def test_text_eval_prints_perplexity_loss_and_tokens(tiny_text_run, capsys):
+    import math
+
+    assert main(["text", "eval", "--run", str(tiny_text_run[0]), "--max-sequences", "4"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tokens"] == 4 * tiny_text_run[1].sequence_length
+    assert report["perplexity"] == pytest.approx(math.exp(report["loss"]))
+    assert (tiny_text_run[0] / "eval_moby_dick.json").exists()
