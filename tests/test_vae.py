@@ -92,3 +92,25 @@ def test_rerunning_resumes_the_vae_from_its_backup(tiny_vae_run, tmp_path):
     shutil.copytree(tiny_vae_run[0], copy)
     resumed = train(VAEConfig.tiny(epochs=4), copy, verbose=False)
     assert [int(row["epoch"]) for row in resumed.history] == [0, 1, 2, 3]
+
+
+def test_conv_architecture_trains_and_round_trips(tmp_path, mnist_train):
+    result = train(VAEConfig.tiny(architecture="conv", latent_dim=4, epochs=1), tmp_path / "conv", steps=3,
+                   verbose=False)
+    vae, config = load_vae(tmp_path / "conv")
+    assert config.architecture == "conv" and result.outputs["prior_samples"].exists()
+    assert np.asarray(vae(np.zeros((2, 28, 28, 1), np.float32))).shape == (2, 28, 28, 1)
+
+
+@pytest.mark.slow
+def test_saved_model_cli_runs_the_vae_decoder(tiny_vae_run, tmp_path):
+    from aigc_tf.export import export_vae
+
+    decoder_dir, _ = export_vae(tiny_vae_run[0], tmp_path)
+    np.save(tmp_path / "latent.npy", np.zeros((3, 2), np.float32))
+    done = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "run", "--dir",
+                           str(decoder_dir), "--tag_set", "serve", "--signature_def", "serving_default", "--inputs",
+                           f"latent={tmp_path / 'latent.npy'}", "--outdir", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert np.load(tmp_path / "out" / "images.npy").shape == (3, 28, 28, 1)
