@@ -129,13 +129,13 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
             return {"text": tokenizer.detokenize(tf.ragged.boolean_mask(ids, keep))}
         return serve
 
-    greedy_decode, sample_decode, token_decode = decoder(greedy), decoder(sampler), decoder(greedy)
+    greedy_decode, sample_decode = decoder(greedy), decoder(sampler)  # the token signature reuses greedy_decode
 
     def serve_tokens(token_ids, padding_mask):
         pad = tf.maximum(max_length - tf.shape(token_ids)[1], 0)
         ids = tf.pad(token_ids[:, :max_length], [[0, 0], [0, pad]])
         mask = tf.pad(tf.cast(padding_mask[:, :max_length], tf.bool), [[0, 0], [0, pad]])
-        out = token_decode({"token_ids": tf.ensure_shape(ids, [None, max_length]),
+        out = greedy_decode({"token_ids": tf.ensure_shape(ids, [None, max_length]),
                             "padding_mask": tf.ensure_shape(mask, [None, max_length])})
         return {"token_ids": tf.cast(out["token_ids"], tf.int32),
                 "padding_mask": tf.cast(out["padding_mask"], tf.int32)}

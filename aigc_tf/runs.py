@@ -11,12 +11,21 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import sys
+import time
 from pathlib import Path
 
-from aigc_tf import AigcError
+from aigc_tf import AigcError, TrainingInterrupted
 from aigc_tf import config as config_lib
 
 CONFIG_FILE = "config.json"
+
+
+def progress_verbosity(verbose: bool) -> int:
+    """Keras verbosity: the live bar on a terminal, one summary line per epoch in logs and CI, nothing when quiet."""
+    if not verbose:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +52,34 @@ class RunFolder:
     def tensorboard(self) -> Path:
         return self.path / "tensorboard"
 
+    @property
+    def backup(self) -> Path:
+        return self.path / "backup"
+
+    def fit(self, model, data, *, extra_callbacks=(), verbose: bool = True, tensorboard_update_freq="epoch",
+            **fit_kwargs) -> float:
+        """`model.fit` with every fit-trained run's callbacks; returns the seconds it took.
+
+        `BackupAndRestore` makes re-running the same command resume from the last finished epoch; `CSVLogger`
+        appends to `history.csv` across resumes; TensorBoard writes the scalars. Ctrl-C becomes
+        `TrainingInterrupted`, which the CLI turns into one line and exit status 130.
+        """
+        import keras
+
+        callbacks = [
+            keras.callbacks.BackupAndRestore(str(self.backup), save_freq="epoch", delete_checkpoint=False),
+            keras.callbacks.CSVLogger(str(self.history_csv), append=True),
+            keras.callbacks.TensorBoard(str(self.tensorboard), update_freq=tensorboard_update_freq),
+            *extra_callbacks,
+        ]
+        began = time.perf_counter()
+        try:
+            model.fit(data, callbacks=callbacks, verbose=progress_verbosity(verbose), shuffle=False, **fit_kwargs)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(f"interrupted; the last epoch's backup is in {self.backup}; "
+                                      "run the same command again to resume from it") from None
+        return time.perf_counter() - began
+
     def exists(self) -> bool:
         return self.config_path.exists()
 
@@ -54,7 +91,8 @@ class RunFolder:
         try:
             stored = config_lib.load(self.config_path)
         except (ValueError, TypeError, json.JSONDecodeError) as err:
-            raise AigcError(f"{self.config_path} is corrupt ({err}); move the folder away or restore the file") from None
+            raise AigcError(f"{self.config_path} is corrupt ({err}); "
+                            "move the folder away or restore the file") from None
         if family and stored.family != family:
             raise AigcError(f"{self.path} holds a {stored.family} run, not a {family} run; "
                             f"use `aigc-tf {stored.family} ...` or another folder")

@@ -94,7 +94,8 @@ def _run(cmd: list[str], cwd: str, what: str) -> None:
     except FileNotFoundError:
         raise AigcError(f"{cmd[0]} is not installed; it is needed to fetch {what}") from None
     except subprocess.TimeoutExpired:
-        raise AigcError(f"`{' '.join(cmd)}` timed out fetching {what}; check the package registry is reachable") from None
+        raise AigcError(f"`{' '.join(cmd)}` timed out fetching {what}; "
+                        "check the package registry is reachable") from None
     except subprocess.CalledProcessError as err:
         last = (err.stderr or err.stdout or "").strip().splitlines()[-1:] or ["no output"]
         raise AigcError(f"`{' '.join(cmd)}` failed fetching {what}: {last[0]}") from None

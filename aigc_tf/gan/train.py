@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from aigc_tf import AigcError, TrainingInterrupted, plots
 from aigc_tf.data import images as image_data
 from aigc_tf.gan import losses
 from aigc_tf.gan.models import build_discriminator, build_generator
-from aigc_tf.runs import RunFolder
+from aigc_tf.runs import RunFolder, progress_verbosity
 
 FIXED_NOISE_FILE = "fixed_noise.npy"
 # What a truncated, foreign or mismatched checkpoint raises from TensorFlow's reader.
@@ -155,9 +154,9 @@ class TrainResult:
 
 
 def _progress_bar(steps: int, verbose: bool):
-    """Keras' bar on a terminal (as `fit` shows it); one summary line per epoch in logs and CI."""
-    mode = (1 if sys.stdout.isatty() else 2) if verbose else 0
-    return keras.utils.Progbar(steps, verbose=mode, stateful_metrics=["g_loss", "d_loss", "d_real", "d_fake"],
+    """Keras' bar, with the same verbosity rule as the `fit`-trained runs."""
+    return keras.utils.Progbar(steps, verbose=progress_verbosity(verbose),
+                               stateful_metrics=["g_loss", "d_loss", "d_real", "d_fake"],
                                unit_name="step")
 
 

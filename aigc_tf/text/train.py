@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from aigc_tf import AigcError, TrainingInterrupted, plots
+from aigc_tf import AigcError, plots
 from aigc_tf.data import text as text_data
 from aigc_tf.runs import RunFolder
 from aigc_tf.text.model import build_causal_lm, trainable_parameters
@@ -107,7 +106,9 @@ def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = Tr
     if full_pass < 1:
         raise AigcError(f"corpus {config.corpus} gives {len(train_windows)} training sequences, fewer than one "
                         f"batch of {config.batch_size}")
-    steps_per_epoch = min(config.steps_per_epoch or full_pass, steps or full_pass * 10**6)
+    steps_per_epoch = config.steps_per_epoch or full_pass
+    if steps:
+        steps_per_epoch = min(steps_per_epoch, steps)
     epochs = math.ceil(steps / steps_per_epoch) if steps else config.epochs
     total_parameters = int(sum(np.prod(v.shape) for v in causal_lm.backbone.weights))  # before the adapters
     if config.lora_rank:
@@ -120,22 +121,12 @@ def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = Tr
     val_ds = text_data.lm_dataset(val_windows, config.batch_size, drop_remainder=False)
     if config.validation_batches:
         val_ds = val_ds.repeat()  # validation_steps then reads the same first batches every epoch
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(run.path / "backup"), save_freq="epoch", delete_checkpoint=False),
-        keras.callbacks.CSVLogger(str(run.history_csv), append=True),
-        keras.callbacks.TensorBoard(str(run.tensorboard), update_freq=max(1, steps_per_epoch // 10)),
-        TextSampleCallback(causal_lm, config.sample_prompt, run.path / "samples.txt",
-                           max_length=min(64, config.max_sequence_length), tensorboard_dir=run.tensorboard,
-                           verbose=verbose),
-    ]
-    began = time.perf_counter()
-    try:
-        trainer.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
-                    validation_steps=config.validation_batches, callbacks=callbacks, shuffle=False, verbose=(1 if verbose else 0) if _isatty() else (2 if verbose else 0))
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(f"interrupted; the last epoch's backup is in {run.path / 'backup'}; "
-                                  "run the same command again to resume from it") from None
-    seconds = time.perf_counter() - began
+    sample_callback = TextSampleCallback(causal_lm, config.sample_prompt, run.path / "samples.txt",
+                                         max_length=min(64, config.max_sequence_length),
+                                         tensorboard_dir=run.tensorboard, verbose=verbose)
+    seconds = run.fit(trainer, train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
+                      validation_steps=config.validation_batches, extra_callbacks=[sample_callback],
+                      tensorboard_update_freq=max(1, steps_per_epoch // 10), verbose=verbose)
     preset = run.path / PRESET_DIR
     causal_lm.save_to_preset(str(preset))  # LoRA, if enabled, is merged into the saved weights
     history = run.read_history()
@@ -148,12 +139,6 @@ def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = Tr
     return TextTrainResult(run.path, preset, history, trainable_parameters(causal_lm.backbone), total_parameters,
                            seconds,
                            epochs * steps_per_epoch * config.batch_size * config.sequence_length, outputs)
-
-
-def _isatty() -> bool:
-    import sys
-
-    return sys.stdout.isatty()
 
 
 def load_run_model(run_dir: Path, sequence_length: int | None = None):

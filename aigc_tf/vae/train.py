@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from aigc_tf import AigcError, TrainingInterrupted, plots
+from aigc_tf import AigcError, plots
 from aigc_tf.data import images as image_data
 from aigc_tf.runs import RunFolder
 from aigc_tf.vae.models import VAE, build_decoder, build_encoder
@@ -89,21 +87,9 @@ def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = Tr
 
     vae = build_vae(config)
     vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=config.jit_compile)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(run.path / "backup"), save_freq="epoch", delete_checkpoint=False),
-        keras.callbacks.CSVLogger(str(run.history_csv), append=True),
-        keras.callbacks.TensorBoard(str(run.tensorboard)),
-        ReconstructionGrid(x_test[:GRID_DIGITS], run.samples, run.tensorboard),
-    ]
-    verbosity = (1 if sys.stdout.isatty() else 2) if verbose else 0
-    began = time.perf_counter()
-    try:
-        vae.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=test_ds,
-                callbacks=callbacks, verbose=verbosity, shuffle=False)
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(f"interrupted; the last epoch's backup is in {run.path / 'backup'}; "
-                                  "run the same command again to resume from it") from None
-    seconds = time.perf_counter() - began
+    seconds = run.fit(vae, train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=test_ds,
+                      extra_callbacks=[ReconstructionGrid(x_test[:GRID_DIGITS], run.samples, run.tensorboard)],
+                      verbose=verbose)
     vae.save_weights(str(run.path / WEIGHTS_FILE))
     outputs = {"run": run.path, "weights": run.path / WEIGHTS_FILE, "history": run.history_csv,
                "tensorboard": run.tensorboard, **save_figures(vae, config, x_test, run)}
