@@ -178,7 +178,8 @@ def _metadata_inputs(signature_defs: dict, signature: str, model: str) -> dict[s
         shape = info.get("tensor_shape", {})
         dims = None if shape.get("unknown_rank") else [int(d.get("size", -1)) for d in shape.get("dim", [])]
         dtype = info.get("dtype", "DT_INVALID")
-        inputs[name] = {"dtype": dtype[3:].lower() if dtype.startswith("DT_") else dtype,
+        dtype = dtype[3:].lower() if dtype.startswith("DT_") else dtype  # DT_FLOAT -> float32, as TF names it
+        inputs[name] = {"dtype": {"float": "float32", "double": "float64", "half": "float16"}.get(dtype, dtype),
                         "shape": None if dims is None else [None if d < 0 else d for d in dims]}
     return inputs
 
