@@ -389,22 +389,30 @@ def cmd_serving_config(args) -> int:
 
 def cmd_serving_check(args) -> int:
     from aigc_tf.serving.check import check_export, find_exports, format_report
-    from aigc_tf.serving.model_config import CONFIG_FILE, read_models_config
+    from aigc_tf.serving.model_config import CONFIG_FILE, model_folders, read_models_config
 
     exports = find_exports(args.path, all_versions=args.all_versions)
     config = Path(args.path) / CONFIG_FILE
-    failed = 0
-    if config.is_file():
-        entries = read_models_config(config).model_config_list.config
-        print(f"PASS  {config}  ({len(entries)} models: {', '.join(e.name for e in entries)})")
+    config_failed = failed = 0
+    if config.is_file():  # a base folder: does its config match what is on disk?
+        names = [e.name for e in read_models_config(config).model_config_list.config]
+        on_disk = model_folders(args.path)
+        missing = [n for n in names if n not in on_disk]  # the server would wait for these forever
+        config_failed = bool(missing)
+        print(f"{'FAIL' if missing else 'PASS'}  {config}  ({len(names)} models: {', '.join(names)})")
+        if missing:
+            print(f"      error: it lists {', '.join(missing)} with no version on disk; run `aigc-tf serving config`")
+        for name in sorted(set(on_disk) - set(names)):
+            print(f"      note: {name} is not in it, so it will not be served; run `aigc-tf serving config`")
     for export in exports:
         _say(f"checking {export} in a fresh process (Session-based loader) ...")
         check = check_export(export)
         print(format_report(check), flush=True)
         failed += not check.ok
     print(f"{len(exports) - failed} of {len(exports)} exports pass")
-    if failed:
-        raise AigcError(f"{failed} export(s) would fail in TF Serving; see the errors above")
+    if failed or config_failed:
+        what = f"{failed} export(s)" if failed else f"{config}"
+        raise AigcError(f"{what} would fail in TF Serving; see the errors above")
     return 0
 
 

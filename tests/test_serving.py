@@ -255,3 +255,18 @@ def test_predict_command_reads_the_models_kind_from_metadata(rest_server, grpc_s
     assert done.stdout.startswith(PROMPTS[0])
     done = _cli("serving", "predict", "--url", rest_server.url, "--model", "vae_encoder")
     assert done.returncode == 2 and "serving predict` knows noise (GAN), latent" in done.stderr
+
+
+def test_check_fails_on_a_config_that_lists_a_model_with_no_versions(tmp_path, capsys):
+    from aigc_tf.cli import main
+
+    _fake_version(tmp_path, "gan", 1)  # an empty saved_model.pb: parses, but has no `serve` MetaGraph
+    _fake_version(tmp_path, "ghost", 1)
+    write_models_config(tmp_path)
+    (tmp_path / "ghost" / "1" / "saved_model.pb").unlink()
+    _fake_version(tmp_path, "extra", 1)
+    assert main(["serving", "check", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert "error: it lists ghost with no version on disk" in out
+    assert "note: extra is not in it" in out
+    assert "no MetaGraph tagged 'serve'" in out
