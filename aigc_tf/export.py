@@ -7,6 +7,9 @@ sees a half-written version.
 The graphs are written with `keras.export.ExportArchive`. A plain `tf.Module` + `tf.saved_model.save` of a Keras 3
 model produces a SavedModel that `tf.saved_model.load` runs but the Session-based loader used by TF Serving and
 `saved_model_cli run` cannot (its variables are not captured in the graph); ExportArchive's is served by both.
+Models are not passed to `archive.track()`: the endpoints capture the variables they use, and tracking the model as
+well stored every weight twice (Keras 3.15 saves the tracked Keras variables and the captured TF variables as
+separate objects), doubling the export on disk and in the server's memory.
 """
 
 from __future__ import annotations
@@ -65,7 +68,6 @@ def export_gan(run_dir: Path, model_dir: Path = Path("saved_models/gan")) -> Pat
 
     generator, config, step = load_generator(run_dir)
     archive = keras.export.ExportArchive()
-    archive.track(generator)
 
     noise_spec = tf.TensorSpec([None, config.latent_dim], tf.float32, name="noise")
     if config.conditional:  # + labels: int32 [None], the digit each image should show
@@ -141,8 +143,7 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
                 "padding_mask": tf.cast(out["padding_mask"], tf.int32)}
 
     archive = keras.export.ExportArchive()
-    archive.track(tokenizer)  # its vocabulary tables; tracking the whole model would store every weight twice
-    archive.track(causal_lm.backbone)
+    archive.track(tokenizer)  # its vocabulary tables (lookup tables are not captured like variables)
     archive.add_endpoint("serving_default", text_endpoint(greedy_decode),
                          input_signature=[tf.TensorSpec([None], tf.string, name="prompts")])
     archive.add_endpoint("sample", text_endpoint(sample_decode),
@@ -169,11 +170,9 @@ def export_vae(run_dir: Path, base_dir: Path = Path("saved_models")) -> tuple[Pa
     metadata = {"family": "vae", "run": str(Path(run_dir).resolve()), "config": json.loads(to_json(config))}
 
     decoder = keras.export.ExportArchive()
-    decoder.track(vae.decoder)
     decoder.add_endpoint("serving_default", lambda latent: {"images": tf.sigmoid(vae.decoder(latent))},
                          input_signature=[tf.TensorSpec([None, config.latent_dim], tf.float32, name="latent")])
     encoder = keras.export.ExportArchive()
-    encoder.track(vae.encoder)
     encoder.add_endpoint("serving_default", lambda images: dict(vae.encoder(images)),
                          input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images")])
     return (write_archive(decoder, Path(base_dir) / "vae_decoder", {**metadata, "part": "decoder"}),

@@ -65,3 +65,11 @@ def test_saved_model_cli_runs_the_export_with_the_session_loader(gan_export, tmp
                    check=True, capture_output=True, text=True)
     images = np.load(tmp_path / "images.npy")
     assert images.shape == (2, 28, 28, 1)
+
+
+def test_export_stores_each_weight_once(gan_export):
+    run_dir, _, _, export, _ = gan_export
+    generator, _, _ = load_generator(run_dir)
+    weight_bytes = sum(int(np.prod(v.shape)) * 4 for v in generator.weights)
+    stored = sum(f.stat().st_size for f in (export / "variables").iterdir())
+    assert weight_bytes <= stored < 1.3 * weight_bytes  # tracking the model too would store them twice (2x)
