@@ -115,6 +115,15 @@ def write_dir(strategy, path: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"aigc_tf-{task_name(strategy).replace(' ', '')}-"))
 
 
+def enable_determinism() -> None:
+    """Deterministic kernels (`tf.config.experimental.enable_op_determinism`): the same seed and data give the
+    same weights, on GPUs too, at some cost in speed; an op without a deterministic kernel then raises instead of
+    silently differing. (Seeds are fixed by every trainer from `--seed` regardless.)"""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+
+
 def check_batch_size(strategy, batch_size: int) -> int:
     """The per-replica batch: the global batch must split evenly over the replicas."""
     replicas = strategy.num_replicas_in_sync

@@ -215,7 +215,7 @@ def train(config, run_dir: Path, *, steps: int | None = None, data_dir: Path | N
     if chief:
         run.prepare(config)
     if deterministic:
-        enable_determinism()
+        distribute.enable_determinism()
     train_data = image_data.load_arrays(config.dataset, "train", config.source, data_dir)
     train_images = train_data.images
     steps_per_epoch = image_data.batches_per_epoch(len(train_images), config.batch_size)
@@ -282,14 +282,9 @@ def train(config, run_dir: Path, *, steps: int | None = None, data_dir: Path | N
 
     if chief:
         outputs.update(_final_figures(run, config))
+    else:
+        outputs = {}  # the chief wrote the run; this worker's checkpoints were temporary
     return TrainResult(run.path, step, step / steps_per_epoch, manager.latest_checkpoint, outputs, run.read_history())
-
-
-def enable_determinism() -> None:
-    """Deterministic kernels (`tf.config.experimental.enable_op_determinism`): the same seed and data give the
-    same weights, on GPUs too, at some cost in speed. Ops without a deterministic kernel then raise instead of
-    silently differing."""
-    tf.config.experimental.enable_op_determinism()
 
 
 def _end_of_epoch(run, gan, manager, writer, noise, epoch, step, means, steps_per_s, config) -> None:
