@@ -228,6 +228,8 @@ def train(config, run_dir: Path, *, steps: int | None = None, data_dir: Path | N
     manager = tf.train.CheckpointManager(gan.checkpoint, str(distribute.write_dir(dist, run.checkpoints)),
                                          max_to_keep=3)
     restored = gan.restore(run.checkpoints)  # every worker reads the chief's checkpoints (a shared folder)
+    for optimizer in (gan.g_optimizer, gan.d_optimizer):  # the checkpoint holds the old rate; the config may not
+        optimizer.learning_rate.assign(config.learning_rate)
     start = int(gan.step.numpy())
     say = print if verbose else (lambda *a, **k: None)
     if chief:
