@@ -16,10 +16,16 @@ same global batch.
 
 `MultiWorkerMirroredStrategy` must be created before TensorFlow initialises its devices (before the first op), so
 trainers call `select_strategy` first thing.
+
+Under a distributed strategy the train steps are plain `tf.function` graphs, not XLA: an XLA-compiled function
+around `strategy.run` (or Keras' `fit` with `jit_compile=True`) fails on mirrored variables ("Trying to access
+resource .../replica_1 located in device CPU:1 from device CPU:0", tensorflow.org/xla/known_issues). On one device
+the GAN and `fit` keep XLA.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -49,11 +55,20 @@ def tf_config() -> dict | None:
 
 
 def select_strategy(name: str = "auto"):
-    """The `tf.distribute.Strategy` for `--strategy name`."""
-    import tensorflow as tf
+    """The `tf.distribute.Strategy` for `--strategy name`, one instance per process and kind.
 
+    Reusing the instance matters: two MirroredStrategy instances that both train in one process hand out the same
+    collective-op keys and abort with "Shape mismatch in the collective instance", and a process can create only
+    one MultiWorkerMirroredStrategy.
+    """
     if name not in STRATEGIES:
         raise AigcError(f"unknown --strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    return _strategy(_resolve(name), os.environ.get("TF_CONFIG"))
+
+
+def _resolve(name: str) -> str:
+    import tensorflow as tf
+
     cluster = tf_config()
     if name == "auto":
         if cluster and len(cluster["cluster"]["worker"]) + len(cluster["cluster"].get("chief", [])) > 1:
@@ -62,6 +77,14 @@ def select_strategy(name: str = "auto"):
             name = "mirrored"
         else:
             name = "one"
+    return name
+
+
+@functools.lru_cache(maxsize=None)
+def _strategy(name: str, _tf_config: str | None):
+    import tensorflow as tf
+
+    cluster = tf_config()
     if name == "one":
         return tf.distribute.get_strategy()  # the default strategy: no replicas, no cross-device ops
     if name == "multiworker":

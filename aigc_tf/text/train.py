@@ -93,6 +93,13 @@ def corpus_windows(config, tokenizer):
     return text_data.split_windows(windows, config.validation_fraction)
 
 
+def _int_padding_mask(x, y, sample_weight):
+    """The same batch with `padding_mask` as int32 (GPT-2's backbone input dtype) instead of bool."""
+    import tensorflow as tf
+
+    return {**x, "padding_mask": tf.cast(x["padding_mask"], tf.int32)}, y, sample_weight
+
+
 def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = True, strategy: str = "one",
           deterministic: bool = False) -> TextTrainResult:
     """Train (or resume) a text run: `config.epochs` epochs of `steps_per_epoch`, or `steps` steps in total.
@@ -104,7 +111,7 @@ def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = Tr
 
     dist = distribute.select_strategy(strategy)  # first: a multi-worker strategy must precede every TF op
     distribute.check_batch_size(dist, config.batch_size)
-    chief = distribute.is_chief(dist)
+    chief, distributed = distribute.is_chief(dist), distribute.is_distributed(dist)
     run = RunFolder(Path(run_dir))
     if chief:
         run.prepare(config)
@@ -127,12 +134,16 @@ def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = Tr
         if config.lora_rank:
             causal_lm.backbone.enable_lora(rank=config.lora_rank)
         trainer = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone, preprocessor=None)
-        compile_for_training(trainer, config, epochs * steps_per_epoch)
+        # XLA stays the single-device path (see aigc_tf.distribute); the stored config keeps the user's choice.
+        compile_for_training(trainer, config.replace(jit_compile=config.jit_compile and not distributed),
+                             epochs * steps_per_epoch)
         causal_lm.compile(sampler="greedy")  # for the sample callback; shares the backbone's weights
     train_ds = text_data.lm_dataset(train_windows, config.batch_size, shuffle_seed=config.seed).repeat()
     val_ds = text_data.lm_dataset(val_windows, config.batch_size, drop_remainder=False)
     if config.validation_batches:
         val_ds = val_ds.repeat()  # validation_steps then reads the same first batches every epoch
+    if distributed:  # Keras' first distributed build averages a batch over the replicas, which a bool mask fails
+        train_ds, val_ds = train_ds.map(_int_padding_mask), val_ds.map(_int_padding_mask)
     extra = [TextSampleCallback(causal_lm, config.sample_prompt, run.path / "samples.txt",
                                 max_length=min(64, config.max_sequence_length), tensorboard_dir=run.tensorboard,
                                 verbose=verbose)] if chief else []

@@ -98,7 +98,8 @@ def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = Tr
 
     with dist.scope():
         vae = build_vae(config)
-        vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=config.jit_compile)
+        vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                    jit_compile=config.jit_compile and not distribute.is_distributed(dist))  # see aigc_tf.distribute
     seconds = run.fit(vae, train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=test_ds,
                       extra_callbacks=[ReconstructionGrid(x_test[:GRID_DIGITS], run.samples, run.tensorboard)]
                       if chief else [],
