@@ -211,14 +211,16 @@ def train(config, run_dir: Path, *, steps: int | None = None, data_dir: Path | N
     dist = distribute.select_strategy(strategy)  # first: a multi-worker strategy must precede every TF op
     distribute.check_batch_size(dist, config.batch_size)
     chief = distribute.is_chief(dist)
-    run = RunFolder(Path(run_dir))
-    if chief:
-        run.prepare(config)
-    if deterministic:
-        distribute.enable_determinism()
     train_data = image_data.load_arrays(config.dataset, "train", config.source, data_dir)
     train_images = train_data.images
     steps_per_epoch = image_data.batches_per_epoch(len(train_images), config.batch_size)
+    if steps_per_epoch == 0:
+        raise AigcError(f"batch size {config.batch_size} is larger than the {len(train_images)} training images")
+    run = RunFolder(Path(run_dir))
+    if chief:
+        run.prepare(config)  # after the checks above: a bad flag leaves no half-made run folder
+    if deterministic:
+        distribute.enable_determinism()
     total_steps = steps if steps is not None else config.epochs * steps_per_epoch
     if total_steps <= 0:
         raise AigcError("nothing to train: --epochs and --steps must be positive")
