@@ -85,6 +85,8 @@ def test_mirrored_gan_step_equals_one_device_on_the_same_global_batch(tmp_path):
 def test_fit_trained_vae_and_gpt2_train_under_mirrored_strategy(tmp_path):
     """`fit` under the strategy's scope (one process per strategy: TensorFlow's collective ops do not mix
     several MirroredStrategy instances that each train in one process)."""
+    corpus = tmp_path / "corpus.txt"  # a small corpus: tokenizing all of SOTU would dominate the test
+    corpus.write_text("It is a beautiful day, and the Union is strong. " * 2000)
     out = _python(TWO_LOGICAL_CPUS + f"""
     from aigc_tf.config import TextConfig, VAEConfig
     from aigc_tf.text.train import train as train_text
@@ -92,8 +94,8 @@ def test_fit_trained_vae_and_gpt2_train_under_mirrored_strategy(tmp_path):
 
     vae = train_vae(VAEConfig.tiny(epochs=1, batch_size=500), {str(tmp_path / "vae")!r}, strategy="mirrored",
                     verbose=False)
-    text = train_text(TextConfig.tiny(epochs=1, steps_per_epoch=2, validation_batches=1), {str(tmp_path / "gpt2")!r},
-                      strategy="mirrored", verbose=False)
+    text = train_text(TextConfig.tiny(epochs=1, steps_per_epoch=2, validation_batches=1, corpus={str(corpus)!r}),
+                      {str(tmp_path / "gpt2")!r}, strategy="mirrored", verbose=False)
     print(json.dumps({{"vae": [float(r["loss"]) for r in vae.history],
                       "text": [float(r["val_loss"]) for r in text.history]}}))
     """)

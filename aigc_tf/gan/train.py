@@ -263,14 +263,14 @@ def train(config, run_dir: Path, *, steps: int | None = None, data_dir: Path | N
                 batch = next(batches)
                 metrics = {k: float(v) for k, v in (step_fn(*batch) if config.conditional else step_fn(batch)).items()}
                 step, count = step + 1, count + 1
+                if not all(math.isfinite(v) for v in metrics.values()):  # stop before a checkpoint can store it
+                    raise AigcError(f"the losses became NaN/Inf at step {step} ({metrics}); the last good checkpoint "
+                                    f"in {run.checkpoints} is kept: lower --learning-rate and run the command again")
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                 bar.update(step - epoch * steps_per_epoch, [(k, v / count) for k, v in sums.items()])
             seconds = time.perf_counter() - began
             means = {k: v / count for k, v in sums.items()}
-            if not all(math.isfinite(v) for v in means.values()):
-                raise AigcError(f"the losses became NaN/Inf in epoch {epoch + 1} ({means}); the last good "
-                                f"checkpoint in {run.checkpoints} is kept: lower the learning rate and resume")
             if chief:
                 _end_of_epoch(run, gan, manager, writer, noise, epoch, step, means, count / seconds, config)
             else:

@@ -139,7 +139,9 @@ def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = Tr
                              epochs * steps_per_epoch)
         causal_lm.compile(sampler="greedy")  # for the sample callback; shares the backbone's weights
     train_ds = text_data.lm_dataset(train_windows, config.batch_size, shuffle_seed=config.seed).repeat()
-    val_ds = text_data.lm_dataset(val_windows, config.batch_size, drop_remainder=False)
+    # Under a strategy a last, smaller batch splits unevenly over the replicas, which Keras' distributed build fails.
+    val_ds = text_data.lm_dataset(val_windows, config.batch_size,
+                                  drop_remainder=distributed and len(val_windows) >= config.batch_size)
     if config.validation_batches:
         val_ds = val_ds.repeat()  # validation_steps then reads the same first batches every epoch
     if distributed:  # Keras' first distributed build averages a batch over the replicas, which a bool mask fails
