@@ -47,6 +47,27 @@ def fraction(text: str) -> float:
     return value
 
 
+def open_unit_interval(text: str) -> float:
+    """A probability mass such as top-p: in (0, 1]."""
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def add_reliability_flags(train: argparse.ArgumentParser) -> None:
+    """`--strategy` and `--deterministic`, the same on every train command (see aigc_tf.distribute)."""
+    from aigc_tf.distribute import STRATEGIES
+
+    train.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                       help="tf.distribute strategy: one device, mirrored (all local GPUs), multiworker (TF_CONFIG); "
+                            "auto picks multiworker with a TF_CONFIG cluster, mirrored with 2+ GPUs, else one "
+                            "(default: %(default)s)")
+    train.add_argument("--deterministic", action="store_true",
+                       help="deterministic TensorFlow kernels (tf.config.experimental.enable_op_determinism): "
+                            "the same seed gives the same weights, resumed or not, also on GPUs")
+
+
 def _say(*parts) -> None:
     """Progress and paths go to stderr, so stdout stays machine-readable where a command prints JSON."""
     print(*parts, file=sys.stderr, flush=True)
@@ -62,6 +83,9 @@ def _emit_report(report: dict, path: Path) -> int:
 
 def _print_outputs(title: str, outputs: dict) -> None:
     _say(title)
+    if not outputs:
+        _say("  nothing: this worker is not the chief, which writes the run folder")
+        return
     width = max(len(k) for k in outputs)
     for name, path in outputs.items():
         if path is not None:
@@ -124,7 +148,7 @@ def cmd_gan_train(args) -> int:
     from aigc_tf.gan.train import train
 
     config = config_from_args(args, "gan", GAN_FLAGS)
-    result = train(config, args.out, steps=args.steps)
+    result = train(config, args.out, steps=args.steps, strategy=args.strategy, deterministic=args.deterministic)
     _print_outputs(f"Trained {result.step} steps ({result.epochs_done:.1f} epochs). Outputs:", result.outputs)
     return 0
 
@@ -202,7 +226,7 @@ def cmd_text_train(args) -> int:
     from aigc_tf.text.train import train
 
     config = config_from_args(args, "text", TEXT_FLAGS)
-    result = train(config, args.out, steps=args.steps)
+    result = train(config, args.out, steps=args.steps, strategy=args.strategy, deterministic=args.deterministic)
     share = result.trainable_parameters / max(result.total_parameters, 1)
     _say(f"Trained {result.tokens_seen:,} tokens in {result.seconds:.0f} s "
          f"({result.tokens_seen / max(result.seconds, 1e-9):,.0f} tokens/s); trainable parameters "
@@ -281,7 +305,8 @@ VAE_FLAGS = ("dataset", "source", "architecture", "latent_dim", "batch_size", "l
 def cmd_vae_train(args) -> int:
     from aigc_tf.vae.train import train
 
-    result = train(config_from_args(args, "vae", VAE_FLAGS), args.out, steps=args.steps)
+    result = train(config_from_args(args, "vae", VAE_FLAGS), args.out, steps=args.steps, strategy=args.strategy,
+                   deterministic=args.deterministic)
     _print_outputs(f"Trained for {result.seconds:.0f} s. Outputs:", result.outputs)
     return 0
 
@@ -344,6 +369,7 @@ def add_vae_commands(families) -> None:
     train.add_argument("--learning-rate", type=positive_float, help="Adam learning rate (default: 1e-3)")
     train.add_argument("--seed", type=non_negative_int, help="default: 0")
     train.add_argument("--no-xla", action="store_true", help="train without jit_compile")
+    add_reliability_flags(train)
     train.set_defaults(handler=cmd_vae_train)
 
     sample = cmds.add_parser("sample", help="decode a grid of samples from the prior N(0, I)")
@@ -535,6 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--conditional", action="store_true", default=None,
                        help="condition G and D on the digit label (a conditional GAN; sample with --digit)")
     train.add_argument("--no-xla", action="store_true", help="plain tf.function step instead of jit_compile=True")
+    add_reliability_flags(train)
     train.set_defaults(handler=cmd_gan_train)
 
     sample = gan_cmds.add_parser("sample", help="draw a grid of samples from a trained run")
@@ -591,6 +618,7 @@ def add_text_commands(families) -> None:
     train.add_argument("--hidden-dim", type=positive_int, help="width of the small GPT-2 (default: 256)")
     train.add_argument("--seed", type=non_negative_int, help="default: 0")
     train.add_argument("--no-xla", action="store_true", help="train without jit_compile")
+    add_reliability_flags(train)
     train.set_defaults(handler=cmd_text_train)
 
     evaluate = cmds.add_parser("eval", help="perplexity on held-out text (JSON on stdout)")
@@ -622,7 +650,8 @@ def add_text_commands(families) -> None:
                         help="model folder; the export goes to its next integer version (default: %(default)s)")
     export.add_argument("--max-length", type=positive_int, default=64,
                         help="tokens in all, prompt included; as text generate's (default: %(default)s)")
-    export.add_argument("--top-p", type=float, default=0.9, help="p of the `sample` signature (default: 0.9)")
+    export.add_argument("--top-p", type=open_unit_interval, default=0.9,
+                        help="p of the `sample` signature, in (0, 1] (default: 0.9)")
     export.add_argument("--temperature", type=positive_float, default=1.0, help="of the `sample` signature")
     export.set_defaults(handler=cmd_text_export)
 

@@ -97,8 +97,14 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
       int32 [N, max_length]`: greedy decoding on GPT-2 token ids, core TensorFlow ops only, for servers without
       TF Text. Prompts are left-aligned, start token first, `padding_mask` 1 on prompt tokens.
     `max_length` (tokens in all, prompt included) defaults to `aigc-tf text generate`'s, so both give the same text.
-    Prompts longer than `max_length - 1` tokens are cut to their first `max_length - 1` tokens; an empty prompt
-    generates from the start token alone.
+
+    Input from the outside world, handled in the graph so that no request crashes the server:
+    - an empty prompt generates from the start token alone;
+    - a prompt longer than `max_length - 1` tokens is cut to its first `max_length - 1` tokens;
+    - bytes that are not UTF-8 are replaced by U+FFFD before tokenizing (the reply is valid UTF-8);
+    - a batch of prompts of mixed lengths is padded per prompt; each reply is what that prompt alone would get;
+    - a wrong dtype (int, float) is rejected by the signature itself, a wrong rank (a scalar, a matrix of prompts)
+      by its first op (`ensure_shape`): the Python loader raises, TF Serving answers with an error status.
     """
     from aigc_tf.text.generate import make_sampler
     from aigc_tf.text.train import load_run_model
@@ -123,6 +129,8 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
 
     def text_endpoint(decode):
         def serve(prompts):
+            prompts = tf.ensure_shape(prompts, [None])  # a scalar or a matrix is an error status, not a guess
+            prompts = tf.strings.unicode_transcode(prompts, "UTF-8", "UTF-8", errors="replace")  # U+FFFD
             inputs = causal_lm.preprocessor.generate_preprocess(prompts, sequence_length=max_length)
             out = decode(inputs)
             ids, keep = out["token_ids"], tf.cast(out["padding_mask"], tf.bool)
@@ -134,6 +142,7 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
     greedy_decode, sample_decode = decoder(greedy), decoder(sampler)  # the token signature reuses greedy_decode
 
     def serve_tokens(token_ids, padding_mask):
+        token_ids, padding_mask = tf.ensure_shape(token_ids, [None, None]), tf.ensure_shape(padding_mask, [None, None])
         pad = tf.maximum(max_length - tf.shape(token_ids)[1], 0)
         ids = tf.pad(token_ids[:, :max_length], [[0, 0], [0, pad]])
         mask = tf.pad(tf.cast(padding_mask[:, :max_length], tf.bool), [[0, 0], [0, pad]])

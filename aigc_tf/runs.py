@@ -3,7 +3,11 @@
 The rules that keep a user's work safe:
 - a folder that holds something other than an aigc_tf run is never written to;
 - a run of another model family, or with a different architecture, is never resumed or overwritten;
-- re-running the same command resumes from the latest checkpoint.
+- re-running the same command resumes from the latest checkpoint;
+- a kill at any moment, even in the middle of writing a checkpoint, leaves the previous checkpoint usable: a new
+  one is written beside it and only then named the latest (one atomic rename);
+- training never starts in a folder it cannot write, or on a disk without room for its checkpoints;
+- a NaN/Inf loss stops training before it is written over the last good checkpoint.
 """
 
 from __future__ import annotations
@@ -11,14 +15,118 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
+
+import keras
 
 from aigc_tf import AigcError, TrainingInterrupted
 from aigc_tf import config as config_lib
 
 CONFIG_FILE = "config.json"
+# Free space a run needs before it starts: checkpoints of the default models are 20-180 MB, each written beside the
+# previous one. AIGC_TF_MIN_FREE_MB changes it.
+DEFAULT_MIN_FREE_MB = 500
+
+
+def min_free_bytes() -> int:
+    raw = os.environ.get("AIGC_TF_MIN_FREE_MB", str(DEFAULT_MIN_FREE_MB))
+    try:
+        return int(float(raw) * 2**20)
+    except ValueError:
+        raise AigcError(f"AIGC_TF_MIN_FREE_MB must be a number of megabytes, got {raw!r}") from None
+
+
+def check_free_space(path: Path) -> None:
+    """A clear error before training when the disk that would hold `path` has less than `min_free_bytes()`."""
+    existing = Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free, needed = shutil.disk_usage(existing).free, min_free_bytes()
+    if free < needed:
+        raise AigcError(f"only {free / 2**20:,.0f} MB free on the disk of {path}; a run needs at least "
+                        f"{needed / 2**20:,.0f} MB for its checkpoints: free some space or choose another --out "
+                        "(AIGC_TF_MIN_FREE_MB sets the threshold)")
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop `fit` at the first NaN/Inf loss, with one clear line, before the next backup could store it.
+
+    Keras' own `TerminateOnNaN` ends `fit` quietly, after which a trainer would save the broken weights.
+    """
+
+    def __init__(self, backup: Path):
+        super().__init__()
+        self.backup = backup
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise AigcError(f"the loss became {float(loss)} at step {batch + 1} of an epoch; training stopped and "
+                            f"the last good backup in {self.backup} is kept: lower the learning rate and run the "
+                            "same command to resume from it")
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """Keras' `BackupAndRestore`, safe against a kill in the middle of a write.
+
+    `BackupAndRestore` overwrites one `latest.weights.h5` in place, so a SIGKILL during that write destroys the only
+    backup. Here every epoch writes `epoch-NNNN.weights.h5` beside the previous one and then points `latest.json`
+    at it with an atomic rename; a half-written file is never pointed at, and the older backups are deleted only
+    after that. The weights include the optimizer's state, its step counter (the learning-rate schedule) and the
+    dropout seed, so a resumed run continues where the backup was taken.
+
+    Args:
+        folder: where backups are read from (on every worker of a cluster: the chief's, on shared storage).
+        write_folder: where this task writes them; a temporary folder on the workers that are not the chief.
+    """
+
+    POINTER = "latest.json"
+
+    def __init__(self, folder: Path, write_folder: Path | None = None, keep: int = 2):
+        super().__init__()
+        self.folder, self.keep = Path(folder), keep
+        self.write_folder = Path(write_folder or folder)
+        self.restored_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        pointer = self.folder / self.POINTER
+        if pointer.exists():
+            try:
+                latest = json.loads(pointer.read_text())
+                weights, epoch = self.folder / latest["weights"], int(latest["epoch"])
+            except (ValueError, KeyError, TypeError):
+                raise AigcError(f"{pointer} is corrupt; restore it or move {self.folder} away to start over "
+                                "(the run's other files are kept)") from None
+        elif (self.folder / "training_metadata.json").exists():  # written by keras' BackupAndRestore (older runs)
+            weights = self.folder / "latest.weights.h5"
+            epoch = int(json.loads((self.folder / "training_metadata.json").read_text())["epoch"])
+        else:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        try:
+            self.model.load_weights(str(weights))
+        except (OSError, ValueError, KeyError) as err:
+            raise AigcError(f"backup {weights} is unreadable or does not match this model ({type(err).__name__}); "
+                            f"move {self.folder} away to start over, or train into a new --out folder") from None
+        self.model._initial_epoch = epoch  # how keras' BackupAndRestore tells fit where to start
+        self.restored_epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.write_folder.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{epoch + 1:04d}.weights.h5"
+        self.model.save_weights(str(self.write_folder / name), overwrite=True)
+        pointer = self.write_folder / self.POINTER
+        tmp = pointer.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"epoch": epoch + 1, "weights": name}))
+        tmp.replace(pointer)  # the moment the new backup becomes the latest
+        for old in sorted(self.write_folder.glob("epoch-*.weights.h5"))[:-self.keep]:
+            old.unlink()
 
 
 def progress_verbosity(verbose: bool) -> int:
@@ -57,21 +165,21 @@ class RunFolder:
         return self.path / "backup"
 
     def fit(self, model, data, *, extra_callbacks=(), verbose: bool = True, tensorboard_update_freq="epoch",
-            **fit_kwargs) -> float:
+            chief: bool = True, backup_write_dir: Path | None = None, **fit_kwargs) -> float:
         """`model.fit` with every fit-trained run's callbacks; returns the seconds it took.
 
-        `BackupAndRestore` makes re-running the same command resume from the last finished epoch; `CSVLogger`
-        appends to `history.csv` across resumes; TensorBoard writes the scalars. Ctrl-C becomes
-        `TrainingInterrupted`, which the CLI turns into one line and exit status 130.
+        `EpochBackup` makes re-running the same command resume from the last finished epoch (the checkpoint
+        interval of a fit-trained run is one epoch: a kill loses at most the epoch in progress); `CSVLogger`
+        appends to `history.csv` across resumes; TensorBoard writes the scalars; a NaN/Inf loss stops training
+        before the next backup. Ctrl-C becomes `TrainingInterrupted`, which the CLI turns into one line and exit
+        status 130. On a worker that is not the chief (`chief=False`) only the backup is written, to
+        `backup_write_dir`, and the logs and `extra_callbacks` are left to the chief.
         """
-        import keras
-
-        callbacks = [
-            keras.callbacks.BackupAndRestore(str(self.backup), save_freq="epoch", delete_checkpoint=False),
-            keras.callbacks.CSVLogger(str(self.history_csv), append=True),
-            keras.callbacks.TensorBoard(str(self.tensorboard), update_freq=tensorboard_update_freq),
-            *extra_callbacks,
-        ]
+        callbacks = [StopOnNonFiniteLoss(self.backup), EpochBackup(self.backup, backup_write_dir)]
+        if chief:
+            callbacks += [keras.callbacks.CSVLogger(str(self.history_csv), append=True),
+                          keras.callbacks.TensorBoard(str(self.tensorboard), update_freq=tensorboard_update_freq),
+                          *extra_callbacks]
         began = time.perf_counter()
         try:
             model.fit(data, callbacks=callbacks, verbose=progress_verbosity(verbose), shuffle=False, **fit_kwargs)
@@ -107,13 +215,15 @@ class RunFolder:
             if changed:
                 raise AigcError(f"{self.path} was trained with {', '.join(changed)}; resume with the same "
                                 "settings or train into a new --out folder")
-        elif self.path.exists() and any(self.path.iterdir()):
+        elif self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
             raise AigcError(f"{self.path} exists and is not an aigc_tf run folder; choose a new --out folder")
+        check_free_space(self.path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            config_lib.save(config, self.config_path)
+            config_lib.save(config, self.config_path)  # also proves the folder is writable, before any training
         except OSError as err:
-            raise AigcError(f"cannot write the run folder {self.path}: {err.strerror}") from None
+            raise AigcError(f"cannot write the run folder {self.path}: {err.strerror or err}; choose another --out "
+                            "folder or fix its permissions") from None
 
     def read_history(self) -> list[dict]:
         if not self.history_csv.exists():

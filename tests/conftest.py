@@ -62,3 +62,12 @@ def tiny_text_model(tiny_text_run):
 
     causal_lm, _ = load_run_model(tiny_text_run[0])
     return causal_lm
+
+
+@pytest.fixture(scope="session")
+def tiny_text_export(tiny_text_run, tmp_path_factory):
+    """The tiny GPT-2 run exported for TF Serving with max_length 24: (run_dir, export_dir, max_length)."""
+    from aigc_tf.export import export_text
+
+    run_dir = tiny_text_run[0]
+    return run_dir, export_text(run_dir, tmp_path_factory.mktemp("saved_models") / "gpt2", max_length=24), 24

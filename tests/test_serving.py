@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from aigc_tf import AigcError
-from aigc_tf.export import export_gan, export_text, export_vae
+from aigc_tf.export import export_gan, export_vae
 from aigc_tf.serving.check import check_export, find_exports
 from aigc_tf.serving.client import GrpcClient, RestClient, rest_request_body
 from aigc_tf.serving.model_config import read_models_config, write_models_config
@@ -72,12 +72,14 @@ def test_request_bodies_are_tf_servings_documented_forms():
 
 # ---------------------------------------------------------------------------------------------------- real exports
 @pytest.fixture(scope="module")
-def saved_models(tiny_gan_run, tiny_vae_run, tiny_text_run, tmp_path_factory):
+def saved_models(tiny_gan_run, tiny_vae_run, tiny_text_export, tmp_path_factory):
     """A base folder as `make demo` leaves it: gan, gpt2, vae_decoder, vae_encoder and models.config."""
+    import shutil
+
     base = tmp_path_factory.mktemp("deploy") / "saved_models"
     export_gan(tiny_gan_run[0], base / "gan")
     export_vae(tiny_vae_run[0], base)
-    export_text(tiny_text_run[0], base / "gpt2", max_length=24)
+    shutil.copytree(tiny_text_export[1], base / "gpt2" / "1")  # max_length 24
     write_models_config(base)
     return base
 

@@ -5,7 +5,6 @@ import textwrap
 
 import pytest
 
-from aigc_tf.export import export_text
 from aigc_tf.serving.check import signature_op_types
 
 pytestmark = pytest.mark.slow
@@ -14,9 +13,11 @@ PROMPTS = ["It is a beautiful day", "hello"]
 
 
 @pytest.fixture(scope="module")
-def text_export(tiny_text_run, tmp_path_factory):
-    run_dir = tiny_text_run[0]
-    return run_dir, export_text(run_dir, tmp_path_factory.mktemp("saved_models") / "gpt2", max_length=MAX_LENGTH)
+def text_export(tiny_text_export):
+    """Shared with tests/test_bad_input.py (one export per session)."""
+    run_dir, export, max_length = tiny_text_export
+    assert max_length == MAX_LENGTH
+    return run_dir, export
 
 
 def _fresh(script: str) -> str:

@@ -33,8 +33,14 @@ def load_preset(preset: str, sequence_length: int | None = None):
     Offline, Kaggle handles (`gpt2_base_en`) fail at once with a connection error and `hf://` handles after ~23 s of
     retries with a misleading "no config.json"; both mean "this needs a network or a local folder".
     The sequence length is set on the preprocessor: `GPT2CausalLM.from_preset(..., sequence_length=)` ignores it.
+
+    Loading runs in Keras' default safe mode even after `keras.config.enable_unsafe_deserialization()`: a preset
+    whose config holds Python code (a serialized lambda) is refused instead of loaded. (Not `SafeModeScope(True)`:
+    that also refuses keras-hub's own tokenizer files in the preset's assets.) The weights and the classes named
+    in a preset are still trusted: load presets only from sources you trust.
     """
     import keras_hub
+    from keras.src.saving.serialization_lib import SafeModeScope  # no public scope; load_model(safe_mode=) for .keras
 
     looks_local = preset.startswith((".", "/", "~")) or Path(preset).expanduser().exists()
     if looks_local and not (Path(preset).expanduser() / "config.json").exists():
@@ -42,9 +48,13 @@ def load_preset(preset: str, sequence_length: int | None = None):
                         "`aigc-tf text train`, or with keras-hub's save_to_preset)")
     try:
         kwargs = {"sequence_length": sequence_length} if sequence_length else {}
-        preprocessor = keras_hub.models.GPT2CausalLMPreprocessor.from_preset(preset, **kwargs)
-        return keras_hub.models.GPT2CausalLM.from_preset(preset, preprocessor=preprocessor)
+        with SafeModeScope(None):  # None: every deserialization takes its default, safe_mode=True
+            preprocessor = keras_hub.models.GPT2CausalLMPreprocessor.from_preset(preset, **kwargs)
+            return keras_hub.models.GPT2CausalLM.from_preset(preset, preprocessor=preprocessor)
     except (OSError, ValueError) as err:
+        if "lambda" in str(err).lower():
+            raise AigcError(f"preset {preset} holds Python code (a serialized lambda), which Keras safe mode refuses "
+                            "to run; load presets only from sources you trust") from None
         if looks_local:
             raise AigcError(f"preset folder {preset} cannot be loaded ({type(err).__name__}: "
                             f"{str(err).splitlines()[0][:200]})") from None

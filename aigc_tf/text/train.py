@@ -20,7 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from aigc_tf import AigcError, plots
+from aigc_tf import AigcError, distribute, plots
 from aigc_tf.data import text as text_data
 from aigc_tf.runs import RunFolder
 from aigc_tf.text.model import build_causal_lm, trainable_parameters
@@ -93,14 +93,33 @@ def corpus_windows(config, tokenizer):
     return text_data.split_windows(windows, config.validation_fraction)
 
 
-def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = True) -> TextTrainResult:
-    """Train (or resume) a text run: `config.epochs` epochs of `steps_per_epoch`, or `steps` steps in total."""
+def _int_padding_mask(x, y, sample_weight):
+    """The same batch with `padding_mask` as int32 (GPT-2's backbone input dtype) instead of bool."""
+    import tensorflow as tf
+
+    return {**x, "padding_mask": tf.cast(x["padding_mask"], tf.int32)}, y, sample_weight
+
+
+def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = True, strategy: str = "one",
+          deterministic: bool = False) -> TextTrainResult:
+    """Train (or resume) a text run: `config.epochs` epochs of `steps_per_epoch`, or `steps` steps in total.
+
+    `strategy` is a `--strategy` name: the model is built and compiled in its scope and `fit` splits every global
+    batch of `config.batch_size` windows over the replicas; only the chief writes the run folder.
+    """
     import keras_hub
 
+    dist = distribute.select_strategy(strategy)  # first: a multi-worker strategy must precede every TF op
+    distribute.check_batch_size(dist, config.batch_size)
+    chief, distributed = distribute.is_chief(dist), distribute.is_distributed(dist)
     run = RunFolder(Path(run_dir))
-    run.prepare(config)
+    if chief:
+        run.prepare(config)
+    if deterministic:
+        distribute.enable_determinism()
     keras.utils.set_random_seed(config.seed)
-    causal_lm = build_causal_lm(config)
+    with dist.scope():
+        causal_lm = build_causal_lm(config)
     train_windows, val_windows = corpus_windows(config, causal_lm.preprocessor.tokenizer)
     full_pass = len(train_windows) // config.batch_size
     if full_pass < 1:
@@ -111,23 +130,34 @@ def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = Tr
         steps_per_epoch = min(steps_per_epoch, steps)
     epochs = math.ceil(steps / steps_per_epoch) if steps else config.epochs
     total_parameters = int(sum(np.prod(v.shape) for v in causal_lm.backbone.weights))  # before the adapters
-    if config.lora_rank:
-        causal_lm.backbone.enable_lora(rank=config.lora_rank)
-
-    trainer = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone, preprocessor=None)
-    compile_for_training(trainer, config, epochs * steps_per_epoch)
-    causal_lm.compile(sampler="greedy")  # for the sample callback; shares the backbone's weights
+    with dist.scope():
+        if config.lora_rank:
+            causal_lm.backbone.enable_lora(rank=config.lora_rank)
+        trainer = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone, preprocessor=None)
+        # XLA stays the single-device path (see aigc_tf.distribute); the stored config keeps the user's choice.
+        compile_for_training(trainer, config.replace(jit_compile=config.jit_compile and not distributed),
+                             epochs * steps_per_epoch)
+        causal_lm.compile(sampler="greedy")  # for the sample callback; shares the backbone's weights
     train_ds = text_data.lm_dataset(train_windows, config.batch_size, shuffle_seed=config.seed).repeat()
-    val_ds = text_data.lm_dataset(val_windows, config.batch_size, drop_remainder=False)
+    # Under a strategy a last, smaller batch splits unevenly over the replicas, which Keras' distributed build fails.
+    val_ds = text_data.lm_dataset(val_windows, config.batch_size,
+                                  drop_remainder=distributed and len(val_windows) >= config.batch_size)
     if config.validation_batches:
         val_ds = val_ds.repeat()  # validation_steps then reads the same first batches every epoch
-    sample_callback = TextSampleCallback(causal_lm, config.sample_prompt, run.path / "samples.txt",
-                                         max_length=min(64, config.max_sequence_length),
-                                         tensorboard_dir=run.tensorboard, verbose=verbose)
+    if distributed:  # Keras' first distributed build averages a batch over the replicas, which a bool mask fails
+        train_ds, val_ds = train_ds.map(_int_padding_mask), val_ds.map(_int_padding_mask)
+    extra = [TextSampleCallback(causal_lm, config.sample_prompt, run.path / "samples.txt",
+                                max_length=min(64, config.max_sequence_length), tensorboard_dir=run.tensorboard,
+                                verbose=verbose)] if chief else []
     seconds = run.fit(trainer, train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
-                      validation_steps=config.validation_batches, extra_callbacks=[sample_callback],
-                      tensorboard_update_freq=max(1, steps_per_epoch // 10), verbose=verbose)
+                      validation_steps=config.validation_batches, extra_callbacks=extra,
+                      tensorboard_update_freq=max(1, steps_per_epoch // 10), verbose=verbose, chief=chief,
+                      backup_write_dir=distribute.write_dir(dist, run.backup))
     preset = run.path / PRESET_DIR
+    tokens_seen = epochs * steps_per_epoch * config.batch_size * config.sequence_length
+    if not chief:
+        return TextTrainResult(run.path, preset, [], trainable_parameters(causal_lm.backbone), total_parameters,
+                               seconds, tokens_seen, {})
     causal_lm.save_to_preset(str(preset))  # LoRA, if enabled, is merged into the saved weights
     history = run.read_history()
     outputs = {"run": run.path, "preset": preset, "history": run.history_csv, "samples": run.path / "samples.txt",
@@ -137,8 +167,7 @@ def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = Tr
             run.history_csv, run.path / "loss_curve.png", ["loss", "val_loss"],
             f"GPT-2 on {config.corpus}: training and validation loss", x="epoch")
     return TextTrainResult(run.path, preset, history, trainable_parameters(causal_lm.backbone), total_parameters,
-                           seconds,
-                           epochs * steps_per_epoch * config.batch_size * config.sequence_length, outputs)
+                           seconds, tokens_seen, outputs)
 
 
 def load_run_model(run_dir: Path, sequence_length: int | None = None):

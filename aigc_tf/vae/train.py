@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aigc_tf import AigcError, plots
+from aigc_tf import AigcError, distribute, plots
 from aigc_tf.data import images as image_data
 from aigc_tf.runs import RunFolder
 from aigc_tf.vae.models import VAE, build_decoder, build_encoder
@@ -68,10 +68,21 @@ class VAETrainResult:
     outputs: dict[str, Path]
 
 
-def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = True) -> VAETrainResult:
-    """Train (or resume) a VAE run for `config.epochs` epochs, or about `steps` steps."""
+def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = True, strategy: str = "one",
+          deterministic: bool = False) -> VAETrainResult:
+    """Train (or resume) a VAE run for `config.epochs` epochs, or about `steps` steps.
+
+    `strategy` is a `--strategy` name: the VAE is built and compiled in its scope and `fit` splits every global
+    batch over the replicas; only the chief writes the run folder.
+    """
+    dist = distribute.select_strategy(strategy)  # first: a multi-worker strategy must precede every TF op
+    distribute.check_batch_size(dist, config.batch_size)
+    chief = distribute.is_chief(dist)
     run = RunFolder(Path(run_dir))
-    run.prepare(config)
+    if chief:
+        run.prepare(config)
+    if deterministic:
+        distribute.enable_determinism()
     keras.utils.set_random_seed(config.seed)
     x_train = unit_images(config.dataset, "train", config.source)
     x_test = unit_images(config.dataset, "test", config.source)
@@ -85,11 +96,16 @@ def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = Tr
                 .batch(config.batch_size, drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE))
     test_ds = tf.data.Dataset.from_tensor_slices(x_test).batch(500)
 
-    vae = build_vae(config)
-    vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=config.jit_compile)
+    with dist.scope():
+        vae = build_vae(config)
+        vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                    jit_compile=config.jit_compile and not distribute.is_distributed(dist))  # see aigc_tf.distribute
     seconds = run.fit(vae, train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=test_ds,
-                      extra_callbacks=[ReconstructionGrid(x_test[:GRID_DIGITS], run.samples, run.tensorboard)],
-                      verbose=verbose)
+                      extra_callbacks=[ReconstructionGrid(x_test[:GRID_DIGITS], run.samples, run.tensorboard)]
+                      if chief else [],
+                      verbose=verbose, chief=chief, backup_write_dir=distribute.write_dir(dist, run.backup))
+    if not chief:
+        return VAETrainResult(run.path, [], seconds, {})
     vae.save_weights(str(run.path / WEIGHTS_FILE))
     outputs = {"run": run.path, "weights": run.path / WEIGHTS_FILE, "history": run.history_csv,
                "tensorboard": run.tensorboard, **save_figures(vae, config, x_test, run)}
