@@ -82,7 +82,8 @@ def export_gan(run_dir: Path, model_dir: Path = Path("saved_models/gan")) -> Pat
 
 
 def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_length: int = 64,
-                top_p: float = 0.9, temperature: float = 1.0, jit_compile: bool = True, precision: str = "fp32") -> Path:
+                top_p: float = 0.9, temperature: float = 1.0, jit_compile: bool = True,
+                precision: str = "fp32") -> Path:
     """Export a text run with generation inside the graph, so a TF Serving client needs no Python of ours.
 
     Signatures (N prompts; the outputs include the prompt, as `aigc-tf text generate` prints them):
