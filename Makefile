@@ -13,7 +13,7 @@ VAE    ?= runs/vae
 help:
 	@echo "make demo   - set up, fetch offline data, train/evaluate/export the GAN, GPT-2 and VAE, check the exports (~20 min on 2 cores)"
 	@echo "make test   - set up, fetch offline data, run the tests"
-	@echo "make bench  - GAN train step (eager / tf.function / XLA) and GPT-2 decoding and training speed"
+	@echo "make bench  - GAN step, GPT-2 decoding and training against the machine's GEMM and bandwidth (<15 min)"
 
 $(BIN)/aigc-tf: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,8 +47,7 @@ test: data
 	$(BIN)/python -m pytest -q
 
 bench: data
-	$(BIN)/python bench/gan_step.py
-	$(BIN)/python bench/text_generate.py
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

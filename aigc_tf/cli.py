@@ -128,7 +128,7 @@ def cmd_data_list(args) -> int:
 # ---------------------------------------------------------------------------------------------------- gan
 # Flags that default to "whatever the run already uses": only the ones given on the command line change its config.
 GAN_FLAGS = ("dataset", "source", "latent_dim", "batch_size", "learning_rate", "label_smoothing", "epochs", "seed",
-             "conditional")
+             "conditional", "precision")
 
 
 def config_from_args(args, family: str, flags: tuple[str, ...]):
@@ -274,7 +274,7 @@ def cmd_text_generate(args) -> int:
         texts = generate(causal_lm, prompts, args.sampler, max_length=args.max_length,
                          num_return_sequences=args.num_return_sequences, seed=args.seed,
                          temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, num_beams=args.num_beams,
-                         jit_compile=not args.no_xla)
+                         jit_compile=not args.no_xla, precision=args.precision)
     if args.json:
         print(json.dumps([{"prompt": p, "texts": t} for p, t in zip(prompts, texts)], indent=2))
     else:
@@ -289,7 +289,7 @@ def cmd_text_export(args) -> int:
     from aigc_tf.export import export_text
 
     path = export_text(args.run, args.to, max_length=args.max_length, top_p=args.top_p,
-                       temperature=args.temperature)
+                       temperature=args.temperature, precision=args.precision)
     _say(f"Exported {args.run} for TF Serving: {path}")
     _update_models_config(path.parent.parent)
     _say("  signatures: serving_default and sample (prompts: string -> text: string; need tensorflow_text), "
@@ -562,6 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="condition G and D on the digit label (a conditional GAN; sample with --digit)")
     train.add_argument("--no-xla", action="store_true", help="plain tf.function step instead of jit_compile=True")
     add_reliability_flags(train)
+    train.add_argument("--precision", choices=["fp32", "bf16"],
+                       help="fp32 (default) or bf16: mixed_bfloat16 layers, whose step runs fastest without XLA on "
+                            "CPUs with AVX-512 BF16 (bench/RESULTS.md)")
     train.set_defaults(handler=cmd_gan_train)
 
     sample = gan_cmds.add_parser("sample", help="draw a grid of samples from a trained run")
@@ -641,7 +644,10 @@ def add_text_commands(families) -> None:
     gen.add_argument("--num-return-sequences", type=positive_int, default=1, help="per prompt (default: 1)")
     gen.add_argument("--seed", type=non_negative_int, default=0, help="sampling seed (default: %(default)s)")
     gen.add_argument("--json", action="store_true", help="print JSON instead of plain text")
-    gen.add_argument("--no-xla", action="store_true", help="decode without jit_compile")
+    gen.add_argument("--no-xla", action="store_true", help="decode without jit_compile (fp32 only)")
+    gen.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                     help="weights' precision: bf16 halves the bytes read per token (default: %(default)s; "
+                          "bench/RESULTS.md has the speed and perplexity trade-off)")
     gen.set_defaults(handler=cmd_text_generate)
 
     export = cmds.add_parser("export", help="export string-in/string-out generation as a SavedModel for TF Serving")
@@ -653,6 +659,8 @@ def add_text_commands(families) -> None:
     export.add_argument("--top-p", type=open_unit_interval, default=0.9,
                         help="p of the `sample` signature, in (0, 1] (default: 0.9)")
     export.add_argument("--temperature", type=positive_float, default=1.0, help="of the `sample` signature")
+    export.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="weights' precision in the export (default: %(default)s)")
     export.set_defaults(handler=cmd_text_export)
 
 

@@ -36,6 +36,7 @@ class GANConfig:
     epochs: int = 120  # 15,000 steps, ~3 min on 2 cores; see the README for FID against epochs
     seed: int = 0
     jit_compile: bool = True
+    precision: str = "fp32"  # or "bf16": mixed_bfloat16 layers (see aigc_tf.gan.train.GAN)
     grid_size: int = 8  # the fixed-noise sample grid is grid_size x grid_size
     conditional: bool = False  # label-conditioned G and D (a conditional GAN, Mirza & Osindero 2014)
     num_classes: int = 10

@@ -84,7 +84,8 @@ def export_gan(run_dir: Path, model_dir: Path = Path("saved_models/gan")) -> Pat
 
 
 def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_length: int = 64,
-                top_p: float = 0.9, temperature: float = 1.0, jit_compile: bool = True) -> Path:
+                top_p: float = 0.9, temperature: float = 1.0, jit_compile: bool = True,
+                precision: str = "fp32") -> Path:
     """Export a text run with generation inside the graph, so a TF Serving client needs no Python of ours.
 
     Signatures (N prompts; the outputs include the prompt, as `aigc-tf text generate` prints them):
@@ -98,6 +99,10 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
       TF Text. Prompts are left-aligned, start token first, `padding_mask` 1 on prompt tokens.
     `max_length` (tokens in all, prompt included) defaults to `aigc-tf text generate`'s, so both give the same text.
 
+    Greedy signatures run the KV-cache decoder of `aigc-tf text generate` (`aigc_tf.text.kv_decoder`), in
+    `precision` ("bf16" stores bfloat16 weights); its prefill length is picked at run time among powers of two, each
+    its own XLA program compiled on first use.
+
     Input from the outside world, handled in the graph so that no request crashes the server:
     - an empty prompt generates from the start token alone;
     - a prompt longer than `max_length - 1` tokens is cut to its first `max_length - 1` tokens;
@@ -107,9 +112,12 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
       by its first op (`ensure_shape`): the Python loader raises, TF Serving answers with an error status.
     """
     from aigc_tf.text.generate import make_sampler
+    from aigc_tf.text.kv_decoder import KVCacheDecoder
+    from aigc_tf.text.model import with_precision
     from aigc_tf.text.train import load_run_model
 
     causal_lm, config = load_run_model(run_dir)
+    causal_lm = with_precision(causal_lm, precision)
     if not 2 <= max_length <= causal_lm.backbone.max_sequence_length:
         raise AigcError(f"--max-length must be in [2, {causal_lm.backbone.max_sequence_length}], got {max_length}")
     tokenizer = causal_lm.preprocessor.tokenizer
@@ -117,7 +125,6 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
     if not causal_lm.preprocessor.built:
         causal_lm.preprocessor.build(None)
     end_id = tokenizer.end_token_id
-    greedy = make_sampler("greedy")
     sampler = make_sampler("top_p", temperature=temperature, top_p=top_p, seed=None)
 
     def decoder(chosen):
@@ -139,7 +146,19 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
             return {"text": tokenizer.detokenize(tf.ragged.boolean_mask(ids, keep))}
         return serve
 
-    greedy_decode, sample_decode = decoder(greedy), decoder(sampler)  # the token signature reuses greedy_decode
+    kv_decoder = KVCacheDecoder(causal_lm.backbone, precision, jit_compile=jit_compile or precision == "bf16")
+    prefill_lengths = [n for n in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if n < max_length]
+
+    @tf.function
+    def greedy_decode(inputs):
+        """The KV-cache decoder, its prefill as long as the largest power of two <= the shortest prompt."""
+        ids, mask = inputs["token_ids"], inputs["padding_mask"]
+        shortest = tf.maximum(tf.reduce_min(tf.reduce_sum(tf.cast(mask, tf.int32), -1)), 1)
+        branch = tf.reduce_sum(tf.cast(tf.constant(prefill_lengths) <= shortest, tf.int32)) - 1
+        stop = tf.constant(end_id, tf.int32)
+        return tf.switch_case(branch, [lambda n=n: kv_decoder.decode(ids, mask, n, stop) for n in prefill_lengths])
+
+    sample_decode = decoder(sampler)  # the token signature reuses greedy_decode
 
     def serve_tokens(token_ids, padding_mask):
         token_ids, padding_mask = tf.ensure_shape(token_ids, [None, None]), tf.ensure_shape(padding_mask, [None, None])
@@ -162,7 +181,8 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
                                           tf.TensorSpec([None, None], tf.int32, name="padding_mask")])
     return write_archive(archive, model_dir, {
         "family": "text", "run": str(Path(run_dir).resolve()), "max_length": max_length, "top_p": top_p,
-        "temperature": temperature, "end_token_id": end_id, "config": json.loads(to_json(config)),
+        "temperature": temperature, "end_token_id": end_id, "precision": precision,
+        "config": json.loads(to_json(config)),
         "loader_needs": "import tensorflow_text (RegexSplitWithOffsets) for serving_default and sample"})
 
 

@@ -1,29 +1,27 @@
-"""GAN train-step speed: eager vs plain tf.function vs XLA, alternated in one run, against the machine's GEMM peak.
+"""GAN train-step speed: eager, plain tf.function, XLA, the real tf.data-fed loop, and bf16, against the GEMM peak.
 
-    python bench/gan_step.py [--batch-size 256] [--repeats 5] [--steps 40] [--quick]
-
-Prints the machine, a same-run fp32 GEMM reference (GFLOP/s), steps/s (median over repeats) per variant with the
-ratios, the first-call (trace/compile) time apart, the step's model FLOP utilisation, and how much of the real
-training loop's time is spent waiting on the tf.data input pipeline. Variants alternate (ABCABC...) so that the
-machine's drift (these VMs move by up to 2x between hours) hits them all alike. Never a timed test.
+All variants run the project's own step (`aigc_tf.gan.train.GAN.train_step`) on the default nets at batch 256.
+`xla` runs it on one in-memory batch, `xla_pipeline` fed by the project's tf.data pipeline (the share of time spent
+waiting in `next()` is reported); `bf16_*` build the nets under `mixed_bfloat16` (`aigc-tf gan train --precision
+bf16`). MFU = steps/s x matmul FLOPs per step / the same run's fp32 GEMM FLOP/s.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from aigc_tf.config import GANConfig
+from aigc_tf.data import images as image_data
+from aigc_tf.gan.train import GAN, generate
+from machine import alternate, median, seconds
 
-from aigc_tf.config import GANConfig  # noqa: E402
-from aigc_tf.data import images as image_data  # noqa: E402
-from aigc_tf.gan.train import GAN  # noqa: E402
-from machine import gemm_gflops, machine  # noqa: E402  (bench/machine.py)
+VARIANTS = {  # name: (precision, jit_compile; None = eager)
+    "eager": ("fp32", None), "function": ("fp32", False), "xla": ("fp32", True),
+    "bf16_function": ("bf16", False), "bf16_xla": ("bf16", True),
+}
 
 
 def dense_step_flops(config: GANConfig, batch_size: int) -> float:
@@ -44,74 +42,98 @@ def dense_step_flops(config: GANConfig, batch_size: int) -> float:
     return 2.0 * batch_size * (g_macs + d_real + d_fake)
 
 
-def time_steps(step, batch, steps: int) -> float:
+def _step_fn(config, jit):
+    gan = GAN(config)
+    return gan, (gan.train_step if jit is None else gan.compiled_train_step(jit_compile=jit))
+
+
+def _rate(step, next_batch, steps: int) -> float:
     began = time.perf_counter()
     for _ in range(steps):
-        out = step(batch)
+        out = step(next_batch())
     float(out["g_loss"])  # wait for the last step
     return steps / (time.perf_counter() - began)
 
 
-def pipeline_rate(gan: GAN, step, images: np.ndarray, batch_size: int, steps: int) -> tuple[float, float]:
-    """Steps/s of the step fed by the real tf.data pipeline, and the share of that time spent in `next()`."""
-    batches = iter(image_data.training_batches(images, batch_size, seed=0))
-    for _ in range(3):
-        step(next(batches))
-    waiting, began = 0.0, time.perf_counter()
-    for _ in range(steps):
-        t = time.perf_counter()
-        batch = next(batches)
-        waiting += time.perf_counter() - t
-        out = step(batch)
-    float(out["g_loss"])
-    total = time.perf_counter() - began
-    return steps / total, waiting / total
+def measure(images: np.ndarray, peak_gflops: float, *, batch_size: int = 256, steps: int = 30, repeats: int = 5,
+            scaling_batches=(64, 256, 1024), fid_steps: int = 0) -> dict:
+    base = GANConfig(batch_size=batch_size)
+    batch = tf.constant(images[:batch_size].astype(np.float32) / 127.5 - 1.0)
+    flops = dense_step_flops(base, batch_size)
+    measures, first_call = {}, {}
+    for name, (precision, jit) in VARIANTS.items():
+        _, step = _step_fn(base.replace(precision=precision), jit)
+        first_call[name] = seconds(lambda: step(batch))
+        n = max(2, steps // 6) if jit is None else steps
+        measures[name] = lambda step=step, n=n: _rate(step, lambda: batch, n)
+        if name == "xla":  # the same compiled step, fed by the real input pipeline
+            batches = iter(image_data.training_batches(images, batch_size, seed=0))
+            waits = []
+
+            def fed(step=step, batches=batches):
+                began = time.perf_counter()
+                value = next(batches)
+                waits.append(time.perf_counter() - began)
+                return value
+
+            for _ in range(3):
+                step(fed())
+            waits.clear()
+            measures["xla_pipeline"] = lambda step=step, fed=fed: _rate(step, fed, steps)
+    rates = alternate(measures, repeats)
+    pipeline_alone = _rate(lambda b: {"g_loss": tf.reduce_sum(b[:1, :1, :1, 0])}, fed, steps * 2)
+    steps_per_s = {k: median(v) for k, v in rates.items()}
+    total_pipelined = sum(steps / r for r in rates["xla_pipeline"])
+    result = {
+        "flops_per_step": flops, "batch_size": batch_size,
+        "mfu_xla": steps_per_s["xla"] * flops / (peak_gflops * 1e9),
+        "mfu": {k: v * flops / (peak_gflops * 1e9) for k, v in steps_per_s.items()},
+        "steps_per_s": steps_per_s, "steps_per_s_repeats": rates, "first_call_s": first_call,
+        "pipeline_wait_share": sum(waits) / total_pipelined,
+        "pipeline_alone_batches_per_s": pipeline_alone,  # the input pipeline with no step: its own CPU cost
+        "scaling": _batch_scaling(images, peak_gflops, scaling_batches, batch_size, steps_per_s["xla"], repeats),
+    }
+    if fid_steps:
+        result["fid"] = fid_at_equal_budget(images, fid_steps)
+    return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=40, help="steps per timed repeat")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2 repeats of 5 steps")
-    args = parser.parse_args()
-    if args.quick:
-        args.repeats, args.steps = 2, 5
+def _batch_scaling(images, peak_gflops, batches, measured_batch, measured_rate, repeats) -> dict:
+    """XLA steps/s and MFU against batch size (the measured batch reuses its figure)."""
+    rows = {}
+    for batch_size in batches:
+        config = GANConfig(batch_size=batch_size)
+        if batch_size == measured_batch:
+            rate = measured_rate
+        else:
+            batch = tf.constant(images[:batch_size].astype(np.float32) / 127.5 - 1.0)
+            _, step = _step_fn(config, True)
+            step(batch)
+            steps = max(4, int(30 * 256 / batch_size) // 2)
+            rate = median([_rate(step, lambda: batch, steps) for _ in range(max(3, repeats // 2))])
+        flops = dense_step_flops(config, batch_size)
+        rows[str(batch_size)] = {"steps_per_s": rate, "examples_per_s": rate * batch_size,
+                                 "mfu": rate * flops / (peak_gflops * 1e9)}
+    return rows
 
-    config = GANConfig(batch_size=args.batch_size)
-    images = image_data.load_arrays(config.dataset, "train").images
-    batch = tf.constant(images[: args.batch_size].astype(np.float32) / 127.5 - 1.0)
-    print(f"machine: {machine()}")
-    peak = gemm_gflops()
-    flops = dense_step_flops(config, args.batch_size)
-    print(f"fp32 GEMM [1024,256]x[256,50257]: {peak:.1f} GFLOP/s (same run)")
-    print(f"GAN step: batch {args.batch_size}, {flops / 1e9:.3f} GFLOP of matmuls per step")
 
-    variants = {}
-    for name, jit in (("eager", None), ("function", False), ("xla", True)):
-        gan = GAN(config)
-        step = gan.train_step if jit is None else gan.compiled_train_step(jit_compile=jit)
+def fid_at_equal_budget(images: np.ndarray, steps: int) -> dict:
+    """FID of fp32 (XLA) and bf16 (plain tf.function) GANs after the same number of steps at the default batch."""
+    from aigc_tf.metrics.image_quality import sample_quality
+
+    out = {"steps": steps}
+    for precision, jit in (("fp32", True), ("bf16", False)):
+        config = GANConfig(precision=precision)
+        gan, step = _step_fn(config, jit)
+        batches = iter(image_data.training_batches(images, config.batch_size, seed=0))
         began = time.perf_counter()
-        float(step(batch)["g_loss"])
-        variants[name] = {"gan": gan, "step": step, "first_call_s": time.perf_counter() - began, "rates": []}
-    for _ in range(args.repeats):  # ABCABC...
-        for name, v in variants.items():
-            steps = max(2, args.steps // 5) if name == "eager" else args.steps
-            v["rates"].append(time_steps(v["step"], batch, steps))
-    xla = variants["xla"]
-    pipe_rate, waiting = pipeline_rate(xla["gan"], xla["step"], images, args.batch_size, args.steps * 2)
-
-    print(f"\n{'variant':<14}{'steps/s':>10}{'x eager':>10}{'x function':>12}{'MFU':>8}{'first call':>12}")
-    base = {k: statistics.median(v["rates"]) for k, v in variants.items()}
-    rows = [(k, base[k], variants[k]["first_call_s"]) for k in variants] + [("xla_pipeline", pipe_rate, None)]
-    for name, rate, first in rows:
-        mfu = rate * flops / (peak * 1e9)
-        first_text = f"{first:.2f} s" if first is not None else "-"
-        print(f"{name:<14}{rate:>10.1f}{rate / base['eager']:>10.2f}{rate / base['function']:>12.2f}"
-              f"{mfu:>8.0%}{first_text:>12}")
-    print(f"\ninput pipeline: xla_pipeline / xla = {pipe_rate / base['xla']:.3f}; "
-          f"{waiting:.1%} of the pipelined loop's time is spent waiting in next()")
-
-
-if __name__ == "__main__":
-    main()
+        for _ in range(steps):
+            metrics = step(next(batches))
+        float(metrics["g_loss"])
+        train_s = time.perf_counter() - began
+        rng = np.random.default_rng(0)
+        report = sample_quality(lambda n: generate(gan.generator, rng.standard_normal((n, config.latent_dim))),
+                                verbose=0)
+        out[precision] = {"fid": report["fid"], "real_fid_floor": report["real_fid_floor"], "train_s": train_s}
+    out["fid_ratio_bf16"] = out["bf16"]["fid"] / out["fp32"]["fid"]
+    return out

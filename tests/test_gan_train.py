@@ -99,3 +99,20 @@ def test_corrupt_checkpoint_is_a_clear_error_and_is_not_overwritten(tmp_path, mn
     with pytest.raises(AigcError, match="is unreadable"):
         train(config, tmp_path / "run", steps=4, verbose=False)
     assert data.read_bytes() == b"\0" * 10
+
+
+def test_bf16_precision_computes_in_bfloat16_with_float32_variables_and_leaves_the_policy_alone(mnist_train):
+    import keras
+
+    before = keras.config.dtype_policy().name
+    gan = GAN(GANConfig.tiny(precision="bf16"))
+    assert keras.config.dtype_policy().name == before  # the policy is set only while the nets are built
+    dense = [layer for layer in gan.generator.layers if isinstance(layer, keras.layers.Dense)][0]
+    assert dense.compute_dtype == "bfloat16" and dense.kernel.dtype == "float32"
+    batch = tf.constant(mnist_train.images[:16].astype(np.float32) / 127.5 - 1.0)
+    before_weights = [w.numpy().copy() for w in gan.generator.trainable_weights]
+    out = gan.compiled_train_step(jit_compile=False)(batch)
+    assert all(v.dtype == tf.float32 and np.isfinite(v.numpy()) for v in out.values())
+    assert any(not np.allclose(a, w.numpy()) for a, w in zip(before_weights, gan.generator.trainable_weights))
+    with pytest.raises(AigcError, match="precision"):
+        GAN(GANConfig.tiny(precision="fp8"))

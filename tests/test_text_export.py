@@ -80,3 +80,26 @@ def test_sampling_signature_draws_anew_and_edge_prompts_are_handled(text_export)
     assert all(length > 0 for length in out["edge"])
     assert out["long"].startswith("word word")  # cut to the first max_length - 1 tokens, no crash
     assert out["token_shape"] == [1, MAX_LENGTH] and out["token_prefix"] == [50256, 31373]
+
+
+def test_bf16_export_serves_the_same_greedy_text_as_bf16_generate(tiny_text_run, tmp_path):
+    import tensorflow as tf
+
+    from aigc_tf.text.generate import generate
+    from aigc_tf.text.train import load_run_model
+
+    run_dir = tiny_text_run[0]
+    export = export_text(run_dir, tmp_path / "gpt2", max_length=MAX_LENGTH, precision="bf16")
+    from aigc_tf.export import METADATA_FILE
+
+    assert json.loads((export / METADATA_FILE).read_text())["precision"] == "bf16"
+    import tensorflow_text  # noqa: F401  (the string signature's BPE ops)
+
+    model = tf.saved_model.load(str(export))
+    served = [t.decode("utf-8") for t in model.signatures["serving_default"](prompts=tf.constant(PROMPTS))["text"]
+              .numpy()]
+    causal_lm, _ = load_run_model(run_dir)
+    assert served == [texts[0] for texts in generate(causal_lm, PROMPTS, max_length=MAX_LENGTH, precision="bf16")]
+    tokens = model.signatures["generate_tokens"](token_ids=tf.constant([[50256, 31373]], tf.int32),
+                                                 padding_mask=tf.constant([[1, 1]], tf.int32))
+    assert tokens["token_ids"].shape == (1, MAX_LENGTH)

@@ -19,6 +19,7 @@ variables ("variable on a different device"), so XLA stays the single-device pat
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import shutil
@@ -46,8 +47,9 @@ class GAN:
     def __init__(self, config):
         self.config = config
         keras.utils.set_random_seed(config.seed)  # weight initialisation and dropout masks
-        self.generator = build_generator(config)
-        self.discriminator = build_discriminator(config)
+        with _precision_policy(config.precision):  # variables stay float32 either way
+            self.generator = build_generator(config)
+            self.discriminator = build_discriminator(config)
         if tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1:
             _synchronize_batch_norm(self.generator)
         self.g_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1)
@@ -83,6 +85,8 @@ class GAN:
             fake_images = self.generator(condition(noise), training=True)  # (B, 28, 28, 1)
             real_logits = self.discriminator(condition(real_images), training=True)  # (B, 1)
             fake_logits = self.discriminator(condition(fake_images), training=True)  # (B, 1)
+            # Under bf16 the logits come out bfloat16: the losses and their reduction are computed in float32.
+            real_logits, fake_logits = tf.cast(real_logits, tf.float32), tf.cast(fake_logits, tf.float32)
             g_loss = tf.nn.compute_average_loss(
                 losses.non_saturating_generator_loss(fake_logits), global_batch_size=global_batch_size)
             d_loss = tf.nn.compute_average_loss(
@@ -151,6 +155,24 @@ def _synchronize_batch_norm(model: keras.Model) -> None:
             layer.synchronized = True
 
 
+# `--precision`: bf16 computes every layer in bfloat16 with float32 variables (Keras' mixed_bfloat16; no loss scaling
+# is needed, bfloat16 has float32's exponent range).
+PRECISION_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
+
+
+@contextlib.contextmanager
+def _precision_policy(precision: str):
+    """Build layers under the precision's Keras dtype policy without leaving it set for the rest of the process."""
+    if precision not in PRECISION_POLICIES:
+        raise AigcError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_POLICIES)}")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(PRECISION_POLICIES[precision])
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def _seed_states(model: keras.Model) -> list:
     """The state of each Keras `SeedGenerator` (Dropout's masks), which a `tf.train.Checkpoint` of the model
     itself does not reach: without it a resumed run draws other dropout masks than an uninterrupted one."""
@@ -162,7 +184,7 @@ def generate(generator: keras.Model, noise, labels=None) -> np.ndarray:
     BatchNormalization in inference mode."""
     noise = tf.convert_to_tensor(noise, tf.float32)
     inputs = noise if labels is None else [noise, tf.convert_to_tensor(labels, tf.int32)]
-    images = generator(inputs, training=False)
+    images = tf.cast(generator(inputs, training=False), tf.float32)
     return ((images + 1.0) / 2.0).numpy()
 
 

@@ -11,7 +11,10 @@ differ only in how the next token is picked from the logits:
 
 Several return sequences of a stochastic sampler are drawn by repeating the prompt in the batch. Decoding is compiled
 with XLA when the model was compiled with `jit_compile=True` (keras-hub's "auto" turns XLA off on CPU; we measured
-XLA faster for our models, see bench/text_generate.py).
+XLA faster for our models, see bench/RESULTS.md).
+
+Greedy decoding takes a faster road to the same tokens: `aigc_tf.text.kv_decoder.KVCacheDecoder`, one compiled loop
+over a preallocated KV cache, in fp32 or with bf16 weights (`precision`).
 """
 
 from __future__ import annotations
@@ -65,8 +68,13 @@ def check_lengths(causal_lm, prompts: list[str], max_length: int) -> None:
 
 def generate(causal_lm, prompts: list[str], sampler: str = "greedy", *, max_length: int = 64,
              num_return_sequences: int = 1, seed: int = 0, temperature: float = 1.0, top_k: int = 50,
-             top_p: float = 0.9, num_beams: int = 4, jit_compile: bool = True) -> list[list[str]]:
-    """For each prompt, `num_return_sequences` texts (prompt included), decoded with the named sampler."""
+             top_p: float = 0.9, num_beams: int = 4, jit_compile: bool = True,
+             precision: str = "fp32") -> list[list[str]]:
+    """For each prompt, `num_return_sequences` texts (prompt included), decoded with the named sampler.
+
+    `precision="bf16"` decodes with bfloat16 weights (half the bytes read per token); greedy decoding runs the
+    KV-cache decoder, the other samplers keras-hub's loop on a bf16 copy of the model.
+    """
     import keras
 
     if isinstance(prompts, str):
@@ -81,6 +89,12 @@ def generate(causal_lm, prompts: list[str], sampler: str = "greedy", *, max_leng
     if sampler == "beam" and num_return_sequences > num_beams:
         raise AigcError(f"beam search returns at most --num-beams ({num_beams}) sequences")
     check_lengths(causal_lm, prompts, max_length)
+    if sampler == "greedy":
+        return [[text] for text in greedy_generate(causal_lm, prompts, max_length, precision, jit_compile)]
+    if precision != "fp32":
+        from aigc_tf.text.model import with_precision
+
+        causal_lm = with_precision(causal_lm, precision)
 
     keras.utils.set_random_seed(seed)  # seeds the sampler's SeedGenerator: the same seed gives the same text
     all_beams = sampler == "beam" and num_return_sequences > 1
@@ -91,6 +105,23 @@ def generate(causal_lm, prompts: list[str], sampler: str = "greedy", *, max_leng
     batch = [p for p in prompts for _ in range(num_return_sequences)]
     texts = causal_lm.generate(batch, max_length=max_length)
     return [texts[i * num_return_sequences:(i + 1) * num_return_sequences] for i in range(len(prompts))]
+
+
+def greedy_generate(causal_lm, prompts: list[str], max_length: int, precision: str = "fp32",
+                    jit_compile: bool = True, decoder=None) -> list[str]:
+    """Greedy texts (prompt included) from the KV-cache decoder: the same text as keras-hub's greedy `generate`.
+
+    bf16 decoding is always compiled with XLA (see `kv_decoder`); pass a built `decoder` to reuse its compilation.
+    """
+    from aigc_tf.text.kv_decoder import KVCacheDecoder
+
+    if decoder is None:
+        decoder = KVCacheDecoder(causal_lm.backbone, precision, jit_compile=jit_compile or precision == "bf16")
+    preprocessor = causal_lm.preprocessor
+    inputs = preprocessor.generate_preprocess(prompts, sequence_length=max_length)
+    outputs = decoder.generate_step(inputs, stop_token_ids=[preprocessor.tokenizer.end_token_id])
+    texts = preprocessor.generate_postprocess(outputs)
+    return [t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in texts]
 
 
 def _best_beams(causal_lm, prompt: str, max_length: int, count: int) -> list[str]:

@@ -66,3 +66,23 @@ def trainable_parameters(model) -> int:
     import numpy as np
 
     return int(sum(np.prod(v.shape) for v in model.trainable_weights))
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def with_precision(causal_lm, precision: str):
+    """The same model with its weights in `precision` ("fp32" or "bf16"), sharing the preprocessor.
+
+    Weights only (`dtype="bfloat16"`, not `mixed_bfloat16`): at batch-1 decoding the cost is reading them.
+    """
+    import keras_hub
+
+    if precision not in PRECISIONS:
+        raise AigcError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    dtype = {"fp32": "float32", "bf16": "bfloat16"}[precision]
+    if causal_lm.backbone.dtype_policy.name == dtype:
+        return causal_lm
+    backbone = keras_hub.models.GPT2Backbone.from_config({**causal_lm.backbone.get_config(), "dtype": dtype})
+    backbone.set_weights(causal_lm.backbone.get_weights())
+    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=causal_lm.preprocessor)

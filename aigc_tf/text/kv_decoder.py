@@ -1,0 +1,205 @@
+"""Greedy GPT-2 decoding without per-token overhead: one compiled loop over a preallocated KV cache.
+
+keras-hub's `generate` is general (any sampler, any backbone) and pays for it at batch 1, where decoding should be
+bound by reading the weights once per token: it seeds its cache with a forward pass over the whole padded length
+(LM-head logits included, for positions it then overwrites), copies every layer's cache into one stacked tensor
+each step, and its tied LM head multiplies by the transposed embedding table. This decoder computes the same tokens
+as `GreedySampler` + `generate_step` (a test checks it) with the same weights laid out for the step:
+- query, key and value kernels fused into one [C, 3C] matmul per layer, the LM head stored transposed [C, V];
+- a prefill of only the prompt's tokens, logits for its last position only;
+- per-layer key/value caches (B, H, S, D) preallocated for the final length and updated in place
+  (`dynamic_update_slice`), all inside one `tf.while_loop`;
+- `precision="bf16"`: the matmul weights stored in bfloat16, half the bytes read per token, and laid out
+  [out, in] so that each output is a dot product along contiguous memory. At batch 1 a matmul is a matrix-vector
+  product bound by reading the matrix; measured on a 2-core AVX-512 VM (bench/RESULTS.md), XLA fuses the bf16 -> fp32
+  convert into such a transposed dot at full bandwidth, while oneDNN's bf16 GEMM and XLA's [in, out] bf16 dot read
+  bf16 slower than fp32. So bf16 decoding runs under XLA; LayerNorm, softmax, the cache and the residual stream
+  stay float32.
+
+The module is a `tf.Module`, so `aigc_tf.export` can track its variables and serve the same loop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+from tensorflow.compiler.tf2xla.python import xla
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def _layer_norm(x, gamma, beta, epsilon=1e-5):
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    return (x - mean) * tf.math.rsqrt(variance + epsilon) * gamma + beta
+
+
+class KVCacheDecoder(tf.Module):
+    """Greedy decoding for a keras-hub `GPT2Backbone`'s weights (copied, in `precision`).
+
+    Args:
+        backbone: a built `keras_hub.models.GPT2Backbone` (fp32 or bf16 weights).
+        precision: "fp32" or "bf16": the dtype of the matmul weights.
+        jit_compile: compile the loop with XLA (needs static shapes: the prefill length becomes part of the trace).
+    """
+
+    def __init__(self, backbone, precision: str = "fp32", jit_compile: bool = False):
+        super().__init__(name="kv_cache_decoder")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision, self.jit_compile = precision, jit_compile
+        self.dtype = tf.bfloat16 if precision == "bf16" else tf.float32
+        self.transposed = precision == "bf16"  # matrices stored [out, in], read by a transposed dot
+        self.num_layers, self.num_heads = backbone.num_layers, backbone.num_heads
+        self.hidden_dim = backbone.hidden_dim
+        weights = {w.path: tf.cast(w.value, tf.float32) for w in backbone.weights}
+        c = self.hidden_dim
+
+        def matrix(value, name):  # what is read once per token: stored in the decoding precision
+            value = tf.transpose(value) if self.transposed else value
+            return tf.Variable(tf.cast(value, self.dtype), trainable=False, name=name)
+
+        def vector(value, name):  # biases, LayerNorm: few bytes, kept in float32
+            return tf.Variable(value, trainable=False, name=name)
+
+        embeddings = weights["token_embedding/embeddings"]  # (V, C)
+        # The LM head is the tied embedding: (C, V) for a plain dot; (V, C), the table itself, when transposed.
+        self.lm_head = matrix(tf.transpose(embeddings), "lm_head")
+        self.token_embedding = self.lm_head if self.transposed else \
+            tf.Variable(embeddings, trainable=False, name="token_embedding")
+        self.position_embedding = vector(weights["position_embedding/embeddings"], "position_embedding")
+        self.layers = []
+        for i in range(self.num_layers):
+            w = {k.split("/", 1)[1]: v for k, v in weights.items() if k.startswith(f"transformer_layer_{i}/")}
+            attention = "self_attention/"
+            qkv = tf.concat([tf.reshape(w[attention + n + "/kernel"], [c, c]) for n in ("query", "key", "value")], 1)
+            qkv_bias = tf.concat([tf.reshape(w[attention + n + "/bias"], [c]) for n in ("query", "key", "value")], 0)
+            self.layers.append({
+                "ln1_gamma": vector(w["self_attention_layer_norm/gamma"], f"l{i}_ln1_gamma"),
+                "ln1_beta": vector(w["self_attention_layer_norm/beta"], f"l{i}_ln1_beta"),
+                "qkv": matrix(qkv, f"l{i}_qkv"), "qkv_bias": vector(qkv_bias, f"l{i}_qkv_bias"),
+                "out": matrix(tf.reshape(w[attention + "attention_output/kernel"], [c, c]), f"l{i}_out"),
+                "out_bias": vector(w[attention + "attention_output/bias"], f"l{i}_out_bias"),
+                "ln2_gamma": vector(w["feedforward_layer_norm/gamma"], f"l{i}_ln2_gamma"),
+                "ln2_beta": vector(w["feedforward_layer_norm/beta"], f"l{i}_ln2_beta"),
+                "ff1": matrix(w["feedforward_intermediate_dense/kernel"], f"l{i}_ff1"),
+                "ff1_bias": vector(w["feedforward_intermediate_dense/bias"], f"l{i}_ff1_bias"),
+                "ff2": matrix(w["feedforward_output_dense/kernel"], f"l{i}_ff2"),
+                "ff2_bias": vector(w["feedforward_output_dense/bias"], f"l{i}_ff2_bias"),
+            })
+        self.final_gamma = vector(weights["layer_norm/gamma"], "final_gamma")
+        self.final_beta = vector(weights["layer_norm/beta"], "final_beta")
+        self.decode = tf.function(self._decode_loop, jit_compile=jit_compile)
+        self._logits = tf.function(self._all_logits, jit_compile=jit_compile)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes read per decoded token: every matrix but the embedding table (one row of it is read)."""
+        read = {id(v): v for v in self.variables if self.transposed or v is not self.token_embedding}
+        return int(sum(v.shape.num_elements() * v.dtype.size for v in read.values()))
+
+    def _dense(self, x, kernel, bias):
+        """x (N, in) float32 -> (N, out) float32."""
+        if self.transposed:
+            return tf.matmul(x, tf.cast(kernel, tf.float32), transpose_b=True) + bias
+        return tf.matmul(x, kernel) + bias
+
+    def _forward(self, token_ids, start, caches):
+        """Run (B, T) tokens at positions start..start+T-1 through the layers, writing their keys and values.
+
+        Returns the final hidden states (B, T, C) after the last LayerNorm and the updated caches.
+        """
+        batch = tf.shape(token_ids)[0]
+        length = token_ids.shape[1] or tf.shape(token_ids)[1]  # static where known: XLA needs the slice's size
+        h_count, c = self.num_heads, self.hidden_dim
+        d = c // h_count
+        x = tf.cast(tf.gather(self.token_embedding, token_ids), tf.float32)  # (B, T, C) (the table is (V, C))
+        x += tf.slice(self.position_embedding, [start, 0], [length, c])
+        cache_length = tf.shape(caches[0])[2]
+        query_positions = start + tf.range(length)  # (T,)
+        visible = tf.range(cache_length)[None, :] <= query_positions[:, None]  # (T, S): causal over the cache
+        bias = tf.where(visible, 0.0, -1e9)
+        new_caches = []
+        for i, layer in enumerate(self.layers):
+            keys, values = caches[2 * i], caches[2 * i + 1]  # (B, H, S, D)
+            h = tf.reshape(_layer_norm(x, layer["ln1_gamma"], layer["ln1_beta"]), [-1, c])  # (B*T, C)
+            qkv = tf.reshape(self._dense(h, layer["qkv"], layer["qkv_bias"]), [batch, length, 3, h_count, d])
+            q, k, v = (tf.transpose(qkv[:, :, j], [0, 2, 1, 3]) for j in range(3))  # (B, H, T, D) each
+            keys = xla.dynamic_update_slice(keys, k, [0, 0, start, 0])  # in place under XLA
+            values = xla.dynamic_update_slice(values, v, [0, 0, start, 0])
+            new_caches += [keys, values]
+            scores = tf.matmul(q, keys, transpose_b=True) / math.sqrt(d) + bias  # (B, H, T, S)
+            attended = tf.matmul(tf.nn.softmax(scores), values)  # (B, H, T, D)
+            attended = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [-1, c])  # (B*T, C)
+            x += tf.reshape(self._dense(attended, layer["out"], layer["out_bias"]), [batch, length, c])
+            h = tf.reshape(_layer_norm(x, layer["ln2_gamma"], layer["ln2_beta"]), [-1, c])
+            h = tf.nn.gelu(self._dense(h, layer["ff1"], layer["ff1_bias"]), approximate=True)
+            x += tf.reshape(self._dense(h, layer["ff2"], layer["ff2_bias"]), [batch, length, c])
+        return _layer_norm(x, self.final_gamma, self.final_beta), new_caches
+
+    def _next_token(self, hidden):
+        """Greedy pick from the last position's hidden state (B, C)."""
+        return tf.argmax(self._head(hidden), axis=-1, output_type=tf.int32)
+
+    def _head(self, hidden):
+        """Logits (N, V) from final hidden states (N, C)."""
+        return self._dense(hidden, self.lm_head, 0.0)
+
+    def _empty_caches(self, batch, length):
+        d = self.hidden_dim // self.num_heads
+        return [tf.zeros([batch, self.num_heads, length, d]) for _ in range(2 * self.num_layers)]
+
+    def _decode_loop(self, token_ids, padding_mask, prefill_length, stop_token_id):
+        """keras-hub's greedy `generate_step`, over the same (B, S) prompt layout.
+
+        Positions where `padding_mask` is set keep their prompt token; the others get the greedy token. Decoding
+        starts after the `prefill_length` first tokens (the shortest prompt) and ends at S, or once every row has
+        produced `stop_token_id` after its prompt (-1: never).
+        """
+        token_ids = tf.cast(token_ids, tf.int32)
+        padding_mask = tf.cast(padding_mask, tf.bool)
+        batch, total = tf.shape(token_ids)[0], tf.shape(token_ids)[1]
+        hidden, caches = self._forward(token_ids[:, :prefill_length], 0, self._empty_caches(batch, total))
+        guess = self._next_token(hidden[:, -1])
+
+        def keep_prompt(index, guess):
+            return tf.where(padding_mask[:, index], token_ids[:, index], guess)
+
+        def write(ids, index, token):
+            return tf.tensor_scatter_nd_update(ids, tf.stack([tf.range(batch), tf.fill([batch], index)], 1), token)
+
+        def not_done(index, ids, done, guess, *caches):
+            return (index < total) & ~tf.reduce_all(done)
+
+        def step(index, ids, done, guess, *caches):
+            token = keep_prompt(index, guess)
+            ids = write(ids, index, token)
+            done = done | (~padding_mask[:, index] & tf.equal(token, stop_token_id))
+            hidden, caches = self._forward(token[:, None], index, list(caches))
+            return (index + 1, ids, done, self._next_token(hidden[:, -1]), *caches)
+
+        index = tf.convert_to_tensor(prefill_length, tf.int32)
+        done = tf.zeros([batch], tf.bool)
+        _, ids, _, _, *_ = tf.while_loop(not_done, step, (index, token_ids, done, guess, *caches),
+                                         maximum_iterations=total)
+        generated = ~padding_mask & tf.equal(ids, stop_token_id)  # as generate_step: mask what follows a stop
+        after = tf.cumsum(tf.cast(generated, tf.int32), axis=-1) - tf.cast(generated, tf.int32)
+        return {"token_ids": ids, "padding_mask": tf.equal(after, 0)}
+
+    def _all_logits(self, token_ids):
+        """Logits (B, T, V) of every position of (B, T) tokens: for perplexity in the decoding precision."""
+        batch, length = tf.shape(token_ids)[0], tf.shape(token_ids)[1]
+        hidden, _ = self._forward(token_ids, 0, self._empty_caches(batch, length))
+        return tf.reshape(self._head(tf.reshape(hidden, [-1, self.hidden_dim])), [batch, length, -1])
+
+    def generate_step(self, inputs, stop_token_ids=None):
+        """Drop-in for `GPT2CausalLM.generate_step` with a greedy sampler: {token_ids, padding_mask} (B, S)."""
+        mask = tf.cast(inputs["padding_mask"], tf.int32)
+        prefill = int(tf.reduce_min(tf.reduce_sum(mask, -1))) if self.jit_compile else \
+            tf.reduce_min(tf.reduce_sum(mask, -1))
+        stop = -1 if not stop_token_ids else int(stop_token_ids[0])
+        return self.decode(inputs["token_ids"], inputs["padding_mask"], prefill, tf.constant(stop))
+
+    def logits(self, token_ids):
+        return self._logits(tf.convert_to_tensor(token_ids, tf.int32))
+
