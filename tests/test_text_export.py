@@ -5,6 +5,7 @@ import textwrap
 
 import pytest
 
+from aigc_tf.export import METADATA_FILE, export_text
 from aigc_tf.serving.check import signature_op_types
 
 pytestmark = pytest.mark.slow
@@ -90,8 +91,6 @@ def test_bf16_export_serves_the_same_greedy_text_as_bf16_generate(tiny_text_run,
 
     run_dir = tiny_text_run[0]
     export = export_text(run_dir, tmp_path / "gpt2", max_length=MAX_LENGTH, precision="bf16")
-    from aigc_tf.export import METADATA_FILE
-
     assert json.loads((export / METADATA_FILE).read_text())["precision"] == "bf16"
     import tensorflow_text  # noqa: F401  (the string signature's BPE ops)
 
