@@ -1,5 +1,5 @@
 # The two commands of the README's quick start, and the pieces they are made of.
-#   make demo   set up .venv, fetch the offline data, train + evaluate + export the GAN and GPT-2 on the defaults
+#   make demo   set up .venv, fetch the offline data, train, evaluate and export the GAN, GPT-2 and VAE, check the exports
 #   make test   set up .venv, fetch the offline data, run the test suite
 #   make notebooks         set up, fetch the data, install JupyterLab if missing, open the tutorials
 #   make strip-notebooks   remove outputs and execution counts from the notebooks before committing
@@ -8,12 +8,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 RUN    ?= runs/gan
 TEXT   ?= runs/gpt2
+VAE    ?= runs/vae
 JUPYTER_FLAGS ?=  # e.g. --allow-root in a container, --no-browser --port 8888 on a remote machine
 
 .PHONY: demo test setup data bench clean help notebooks strip-notebooks
 
 help:
-	@echo "make demo   - set up, fetch offline data, train/evaluate/export the GAN and GPT-2 (~12 min on 2 cores)"
+	@echo "make demo   - set up, fetch offline data, train/evaluate/export the GAN, GPT-2 and VAE, check the exports (~20 min on 2 cores)"
 	@echo "make test   - set up, fetch offline data, run the tests"
 	@echo "make bench  - GAN train step (eager / tf.function / XLA) and GPT-2 decoding and training speed"
 	@echo "make notebooks - open the tutorials in JupyterLab (installs it into .venv on first use)"
@@ -43,6 +44,9 @@ demo: data
 	$(BIN)/aigc-tf text generate --run $(TEXT) --prompt "It is a beautiful day" --prompt "hello" \
 		--sampler top_p --top-p 0.9 --temperature 0.8 --num-return-sequences 2
 	$(BIN)/aigc-tf text export --run $(TEXT) --to saved_models/gpt2
+	$(BIN)/aigc-tf vae train --out $(VAE)
+	$(BIN)/aigc-tf vae export --run $(VAE) --to saved_models
+	$(BIN)/aigc-tf serving check saved_models
 
 test: data
 	$(BIN)/python -m pytest -q

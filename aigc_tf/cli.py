@@ -185,6 +185,7 @@ def cmd_gan_export(args) -> int:
 
     path = export_gan(args.run, args.to)
     _say(f"Exported {args.run} for TF Serving: {path}")
+    _update_models_config(path.parent.parent)
     _say(f"  inspect: saved_model_cli show --dir {path} --tag_set serve --signature_def serving_default")
     _say(f"  run:     saved_model_cli run --dir {path} --tag_set serve --signature_def serving_default "
          "--inputs noise=NOISE.npy --outdir OUT")
@@ -266,6 +267,7 @@ def cmd_text_export(args) -> int:
     path = export_text(args.run, args.to, max_length=args.max_length, top_p=args.top_p,
                        temperature=args.temperature)
     _say(f"Exported {args.run} for TF Serving: {path}")
+    _update_models_config(path.parent.parent)
     _say("  signatures: serving_default and sample (prompts: string -> text: string; need tensorflow_text), "
          "generate_tokens (int32 ids, core TF only)")
     return 0
@@ -320,6 +322,7 @@ def cmd_vae_export(args) -> int:
     decoder, encoder = export_vae(args.run, args.to)
     _say(f"Exported {args.run} for TF Serving:\n  decoder (latent -> images)             {decoder}\n"
          f"  encoder (images -> mean, log_variance) {encoder}")
+    _update_models_config(decoder.parent.parent)
     return 0
 
 
@@ -362,12 +365,141 @@ def add_vae_commands(families) -> None:
     export.set_defaults(handler=cmd_vae_export)
 
 
+# ---------------------------------------------------------------------------------------------------- serving
+def _update_models_config(base_dir: Path) -> None:
+    """Every export keeps `<base>/models.config` listing all models there, so one `docker run` serves them all."""
+    from aigc_tf.serving.model_config import write_models_config
+
+    try:
+        _say(f"  TF Serving config: {write_models_config(base_dir)}")
+    except AigcError as err:  # the export itself is complete; say why the config was not updated
+        _say(f"  models.config not updated: {err}")
+
+
+def cmd_serving_config(args) -> int:
+    from aigc_tf.serving.model_config import model_folders, write_models_config
+
+    path = write_models_config(args.base, serving_base=args.serving_base, policy=args.policy,
+                               keep_existing=False)
+    for name, found in model_folders(args.base).items():
+        _say(f"  {name:<14} versions {', '.join(map(str, found))} -> {args.serving_base.rstrip('/')}/{name}")
+    _say(f"Wrote {path} (version policy: {args.policy})")
+    return 0
+
+
+def cmd_serving_check(args) -> int:
+    from aigc_tf.serving.check import check_export, find_exports, format_report
+    from aigc_tf.serving.model_config import CONFIG_FILE, model_folders, read_models_config
+
+    exports = find_exports(args.path, all_versions=args.all_versions)
+    config = Path(args.path) / CONFIG_FILE
+    config_failed = failed = 0
+    if config.is_file():  # a base folder: does its config match what is on disk?
+        names = [e.name for e in read_models_config(config).model_config_list.config]
+        on_disk = model_folders(args.path)
+        missing = [n for n in names if n not in on_disk]  # the server would wait for these forever
+        config_failed = bool(missing)
+        print(f"{'FAIL' if missing else 'PASS'}  {config}  ({len(names)} models: {', '.join(names)})")
+        if missing:
+            print(f"      error: it lists {', '.join(missing)} with no version on disk; run `aigc-tf serving config`")
+        for name in sorted(set(on_disk) - set(names)):
+            print(f"      note: {name} is not in it, so it will not be served; run `aigc-tf serving config`")
+    for export in exports:
+        _say(f"checking {export} in a fresh process (Session-based loader) ...")
+        check = check_export(export)
+        print(format_report(check), flush=True)
+        failed += not check.ok
+    print(f"{len(exports) - failed} of {len(exports)} exports pass")
+    if failed or config_failed:
+        what = f"{failed} export(s)" if failed else f"{config}"
+        raise AigcError(f"{what} would fail in TF Serving; see the errors above")
+    return 0
+
+
+def cmd_serving_predict(args) -> int:
+    import numpy as np
+
+    from aigc_tf import plots
+    from aigc_tf.serving.client import connect
+
+    client = connect(args.url, args.grpc, timeout=args.timeout)
+    inputs = client.signature_inputs(args.model, args.signature, args.version)
+    rng = np.random.default_rng(args.seed)
+    if "prompts" in inputs:
+        prompts = read_prompts(args)
+        for text in client.generate_text(prompts, args.model, args.signature, args.version):
+            print(text)
+            print("---")
+        return 0
+    if args.prompt or args.prompt_file:
+        raise AigcError(f"model {args.model!r} takes {sorted(inputs)}, not prompts")
+    images_in = {"noise": "generate_images", "latent": "decode"}
+    name = next((n for n in images_in if n in inputs), None)
+    if name is None or inputs[name]["shape"] is None or inputs[name]["shape"][-1] is None:
+        raise AigcError(f"model {args.model!r} takes {sorted(inputs)}; `serving predict` knows noise (GAN), latent "
+                        "(VAE decoder) and prompts (GPT-2): call other models with aigc_tf.serving.client")
+    draws = rng.standard_normal((args.num, inputs[name]["shape"][-1])).astype(np.float32)
+    if name == "noise":
+        labels = None
+        if "labels" in inputs:
+            labels = np.full(args.num, args.digit) if args.digit is not None else np.arange(args.num) % 10
+        images = client.generate_images(draws, labels, args.model, args.version)
+    else:
+        images = client.decode(draws, args.model, args.version)
+    _say(f"Wrote {args.num} images from {args.model!r}: {plots.save_grid(images, args.out)}")
+    return 0
+
+
+def add_serving_commands(families) -> None:
+    serving = families.add_parser("serving", help="TF Serving: models.config, a pre-flight check, a client")
+    cmds = serving.add_subparsers(dest="command", required=True)
+
+    config = cmds.add_parser("config", help="regenerate saved_models/models.config for every model folder",
+                             description="Write TF Serving's model config (text ModelServerConfig) listing every "
+                                         "<name>/<version>/ under BASE. Export commands update it by themselves.")
+    config.add_argument("base", nargs="?", type=Path, default=Path("saved_models"), help="default: %(default)s")
+    config.add_argument("--serving-base", default="/models",
+                        help="where the server sees BASE: /models in the README's docker run, or an absolute path "
+                             "for tensorflow_model_server outside Docker (default: %(default)s)")
+    config.add_argument("--policy", choices=["latest", "all"], default="latest",
+                        help="serve the newest version only, or every version (default: %(default)s)")
+    config.set_defaults(handler=cmd_serving_config)
+
+    check = cmds.add_parser("check", help="load every export as TF Serving would and call each signature",
+                            description="For each export, in a fresh process: load it with the Session-based loader "
+                                        "(TF Serving's), list the op types it needs (marking non-core ones), call "
+                                        "every signature on a small valid input. Exit 2 if any fails.")
+    check.add_argument("path", nargs="?", type=Path, default=Path("saved_models"),
+                       help="a base folder, a model folder or one version folder (default: %(default)s)")
+    check.add_argument("--all-versions", action="store_true", help="check every version, not only the newest")
+    check.set_defaults(handler=cmd_serving_check)
+
+    predict = cmds.add_parser("predict", help="query a running TF Serving (REST or gRPC) for samples or text",
+                              description="Ask a model server for GPT-2 text (--prompt), GAN images or VAE decodings "
+                                          "(a PNG grid). The model's kind is read from the server's metadata.")
+    where = predict.add_mutually_exclusive_group()
+    where.add_argument("--url", default=None, help="REST endpoint (default: http://localhost:8501)")
+    where.add_argument("--grpc", metavar="HOST:PORT", help="gRPC endpoint instead, e.g. localhost:8500")
+    predict.add_argument("--model", required=True, help="model name in models.config: gan, gpt2, vae_decoder, ...")
+    predict.add_argument("--version", type=positive_int, help="a specific version (default: the server's choice)")
+    predict.add_argument("--signature", default="serving_default",
+                         help="e.g. sample for GPT-2's top-p signature (default: %(default)s)")
+    predict.add_argument("--prompt", action="append", help="GPT-2: a prompt (repeat for a batch)")
+    predict.add_argument("--prompt-file", help="GPT-2: a UTF-8 file used as one prompt")
+    predict.add_argument("--num", type=positive_int, default=16, help="images: how many (default: %(default)s)")
+    predict.add_argument("--digit", type=int, choices=range(10), metavar="{0..9}", help="conditional GAN: this digit")
+    predict.add_argument("--seed", type=non_negative_int, default=0, help="noise seed (default: %(default)s)")
+    predict.add_argument("--out", type=Path, default=Path("served_samples.png"), help="images: PNG path")
+    predict.add_argument("--timeout", type=positive_float, default=120, help="seconds (default: %(default)s)")
+    predict.set_defaults(handler=cmd_serving_predict)
+
+
 # ---------------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aigc-tf", description="Generative AI on TensorFlow: train, sample, measure and export models.")
     parser.add_argument("--version", action="version", version=f"aigc_tf {__version__}")
-    families = parser.add_subparsers(dest="family", required=True, metavar="{data,gan,vae,text}")
+    families = parser.add_subparsers(dest="family", required=True, metavar="{data,gan,vae,text,serving}")
 
     data = families.add_parser("data", help="fetch and list the offline datasets")
     data_cmds = data.add_subparsers(dest="command", required=True)
@@ -428,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_vae_commands(families)
     add_text_commands(families)
+    add_serving_commands(families)
     return parser
 
 

@@ -156,40 +156,6 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
         "loader_needs": "import tensorflow_text (RegexSplitWithOffsets) for serving_default and sample"})
 
 
-def signature_op_types(export_dir: Path, signature: str = "serving_default") -> set[str]:
-    """The op types a signature's graph needs, following function calls transitively.
-
-    A server can run the signature only if it has every one of these kernels: for example GPT-2's string signatures
-    need TF Text's `RegexSplitWithOffsets`, its token signature only core TensorFlow ops.
-    """
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    saved_model = saved_model_pb2.SavedModel()
-    saved_model.ParseFromString((Path(export_dir) / "saved_model.pb").read_bytes())
-    meta_graph = saved_model.meta_graphs[0]
-    if signature not in meta_graph.signature_def:
-        raise AigcError(f"{export_dir} has no signature {signature!r}; it has {sorted(meta_graph.signature_def)}")
-    functions = {f.signature.name: f for f in meta_graph.graph_def.library.function}
-    nodes = {n.name: n for n in meta_graph.graph_def.node}
-    pending = [nodes[t.name.split(":")[0]] for t in meta_graph.signature_def[signature].outputs.values()]
-    ops, seen_functions, seen_nodes = set(), set(), set()
-    while pending:
-        node = pending.pop()
-        ops.add(node.op)
-        called = [a.func.name for a in node.attr.values() if a.func.name]
-        called += [f.name for a in node.attr.values() for f in a.list.func]
-        for name in called:
-            if name in functions and name not in seen_functions:
-                seen_functions.add(name)
-                pending.extend(functions[name].node_def)
-        for source in node.input:  # graph-level inputs (function bodies reference their own args)
-            name = source.lstrip("^").split(":")[0]
-            if name in nodes and name not in seen_nodes:
-                seen_nodes.add(name)
-                pending.append(nodes[name])
-    return ops
-
-
 def export_vae(run_dir: Path, base_dir: Path = Path("saved_models")) -> tuple[Path, Path]:
     """Export a VAE run as two models: `<base>/vae_decoder/<v>/` and `<base>/vae_encoder/<v>/`.
 

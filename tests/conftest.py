@@ -32,6 +32,16 @@ def tiny_gan_run(tmp_path_factory, mnist_train):
 
 
 @pytest.fixture(scope="session")
+def tiny_vae_run(tmp_path_factory, mnist_train):
+    """A VAE of the tiny config, trained for 3 short epochs on real digits."""
+    from aigc_tf.config import VAEConfig
+    from aigc_tf.vae.train import train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny_vae"
+    return run_dir, train(VAEConfig.tiny(epochs=3), run_dir, verbose=False)
+
+
+@pytest.fixture(scope="session")
 def tiny_text_run(tmp_path_factory):
     """A tiny GPT-2 (real tokenizer) trained for 2 epochs of 4 steps on the SOTU corpus."""
     from aigc_tf.config import TextConfig

@@ -8,7 +8,8 @@ from aigc_tf.cli import build_parser, main
 
 COMMANDS = [[], ["data"], ["data", "fetch"], ["data", "list"], ["gan"], ["gan", "train"], ["gan", "sample"],
             ["gan", "eval"], ["gan", "export"], ["text"], ["text", "train"], ["text", "eval"], ["text", "generate"],
-            ["text", "export"], ["vae"], ["vae", "train"], ["vae", "sample"], ["vae", "eval"], ["vae", "export"]]
+            ["text", "export"], ["vae"], ["vae", "train"], ["vae", "sample"], ["vae", "eval"], ["vae", "export"],
+            ["serving"], ["serving", "config"], ["serving", "check"], ["serving", "predict"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "aigc-tf")
@@ -100,6 +101,7 @@ def test_train_sample_eval_export_end_to_end(tmp_path):
                     cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     assert (tmp_path / "saved_models" / "gan" / "1" / "saved_model.pb").exists()
+    assert 'name: "gan"' in (tmp_path / "saved_models" / "models.config").read_text()  # the export updates it
 
 
 @pytest.mark.slow

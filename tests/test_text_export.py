@@ -5,7 +5,8 @@ import textwrap
 
 import pytest
 
-from aigc_tf.export import export_text, signature_op_types
+from aigc_tf.export import export_text
+from aigc_tf.serving.check import signature_op_types
 
 pytestmark = pytest.mark.slow
 MAX_LENGTH = 24

@@ -29,12 +29,6 @@ def test_reconstruction_nll_is_summed_binary_cross_entropy():
     assert float(reconstruction_nll(images, logits)[0]) == pytest.approx(783 * math.log(2), rel=1e-4)
 
 
-@pytest.fixture(scope="module")
-def tiny_vae_run(tmp_path_factory, mnist_train):
-    run_dir = tmp_path_factory.mktemp("runs") / "tiny_vae"
-    return run_dir, train(VAEConfig.tiny(epochs=3), run_dir, verbose=False)
-
-
 def test_elbo_improves_and_every_figure_is_written(tiny_vae_run):
     run_dir, result = tiny_vae_run
     losses = [float(row["val_loss"]) for row in result.history]

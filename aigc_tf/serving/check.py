@@ -1,0 +1,318 @@
+"""`aigc-tf serving check`: will TF Serving load this export and answer every signature? Find out without a server.
+
+Each export is checked in a fresh Python process that imports only TensorFlow, the way a model server starts: the
+SavedModel is loaded with the Session-based loader (`tf.compat.v1.saved_model.loader.load`, the C++ `LoadSavedModel`
+path that TF Serving and `saved_model_cli run` use; `tf.saved_model.load` is more forgiving, so passing it proves
+little), and every signature is run once on a small valid input built from the signature itself. Before anything
+else, the graph's op types are listed and compared with the ops core TensorFlow registers: an op that only a library
+registers (TF Text's `RegexSplitWithOffsets` for GPT-2's string signatures) is marked, because the server must be
+built with that library's kernels.
+
+`python -m aigc_tf.serving.check EXPORT_DIR` is the worker: it prints one JSON report on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aigc_tf import AigcError
+
+SERVE_TAG = "serve"
+PROMPTS = ["It is a beautiful day", "The"]  # string inputs: two prompts of different lengths
+GPT2_START_TOKEN = 50256
+
+# Which model servers carry the kernels of the libraries whose ops we meet. TF Serving links all TF Text ops
+# (`@org_tensorflow_text//tensorflow_text:ops_lib` in its model server's SUPPORTED_TENSORFLOW_OPS, since 2.x).
+OP_LIBRARIES = {
+    "tensorflow_text": ("TF Text", "included in the stock tensorflow/serving images and tensorflow-model-server "
+                                   "builds; servers built without TF Text (custom or minimal builds) must use a "
+                                   "core-only signature such as GPT-2's generate_tokens"),
+}
+
+
+# ---------------------------------------------------------------------------------------------------- the graph
+def read_meta_graph(export_dir: Path):
+    """The `serve` MetaGraphDef of an export, parsed from `saved_model.pb` (a truncated file fails here)."""
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb = Path(export_dir) / "saved_model.pb"
+    if not pb.is_file():
+        raise AigcError(f"{export_dir} has no saved_model.pb; it is not a SavedModel version folder")
+    saved_model = saved_model_pb2.SavedModel()
+    try:
+        saved_model.ParseFromString(pb.read_bytes())
+    except DecodeError:
+        raise AigcError(f"{pb} is corrupt (cannot be parsed); export the model again") from None
+    for meta_graph in saved_model.meta_graphs:
+        if SERVE_TAG in meta_graph.meta_info_def.tags:
+            return meta_graph
+    raise AigcError(f"{export_dir} has no MetaGraph tagged {SERVE_TAG!r}; TF Serving loads only that one")
+
+
+def signature_op_types(export_dir_or_meta_graph, signature: str = "serving_default") -> set[str]:
+    """The op types a signature's graph needs, following function calls transitively.
+
+    A server can run the signature only if it has every one of these kernels: for example GPT-2's string signatures
+    need TF Text's `RegexSplitWithOffsets`, its token signature only core TensorFlow ops.
+    """
+    meta_graph = export_dir_or_meta_graph
+    if isinstance(meta_graph, (str, Path)):
+        meta_graph = read_meta_graph(meta_graph)
+    if signature not in meta_graph.signature_def:
+        raise AigcError(f"the export has no signature {signature!r}; it has {sorted(meta_graph.signature_def)}")
+    functions = {f.signature.name: f for f in meta_graph.graph_def.library.function}
+    nodes = {n.name: n for n in meta_graph.graph_def.node}
+    pending = [nodes[t.name.split(":")[0]] for t in meta_graph.signature_def[signature].outputs.values()]
+    ops, seen_functions, seen_nodes = set(), set(), set()
+    while pending:
+        node = pending.pop()
+        ops.add(node.op)
+        called = [a.func.name for a in node.attr.values() if a.func.name]
+        called += [f.name for a in node.attr.values() for f in a.list.func]
+        for name in called:
+            if name in functions and name not in seen_functions:
+                seen_functions.add(name)
+                pending.extend(functions[name].node_def)
+        for source in node.input:  # graph-level inputs (function bodies reference their own args)
+            name = source.lstrip("^").split(":")[0]
+            if name in nodes and name not in seen_nodes:
+                seen_nodes.add(name)
+                pending.append(nodes[name])
+    return ops
+
+
+def unregistered_ops(op_types) -> set[str]:
+    """The op types this process has no definition for (called before any library registers its own)."""
+    from tensorflow.python.framework import op_def_registry
+
+    return {op for op in op_types if op_def_registry.get(op) is None}
+
+
+# ---------------------------------------------------------------------------------------------------- inputs
+def example_input(name: str, tensor_info, batch: int = 2):
+    """A small valid value for one signature input, from its dtype, shape and (for our exports) its name."""
+    import numpy as np
+    import tensorflow as tf
+
+    dtype = tf.dtypes.as_dtype(tensor_info.dtype)
+    dims = [d.size for d in tensor_info.tensor_shape.dim]
+    shape = [batch if i == 0 and size < 0 else (4 if size < 0 else size) for i, size in enumerate(dims)]
+    rng = np.random.default_rng(0)
+    if dtype == tf.string:
+        return np.array((PROMPTS * batch)[:batch], dtype=object).reshape(shape or ())
+    if dtype.is_floating:
+        if name == "images":  # the VAE encoder reads pixels in [0, 1]
+            return rng.uniform(0, 1, shape).astype(dtype.as_numpy_dtype)
+        return rng.standard_normal(shape).astype(dtype.as_numpy_dtype)
+    if dtype.is_integer or dtype.is_bool:
+        if name == "labels":
+            return (np.arange(int(np.prod(shape))) % 10).reshape(shape).astype(dtype.as_numpy_dtype)
+        if name == "padding_mask":
+            return np.ones(shape, dtype.as_numpy_dtype)
+        if name == "token_ids":  # a start token, then a few ordinary GPT-2 ids
+            values = np.full(shape, 464, dtype.as_numpy_dtype)
+            values[..., 0] = GPT2_START_TOKEN
+            return values
+        return np.zeros(shape, dtype.as_numpy_dtype)
+    raise AigcError(f"input {name!r} has dtype {dtype.name}, which the check cannot fill; call the signature by hand")
+
+
+# ---------------------------------------------------------------------------------------------------- the worker
+def inspect_export(export_dir: Path) -> dict:
+    """Everything `serving check` reports on one export, computed in this (fresh) process. Never raises."""
+    export_dir = Path(export_dir)
+    report = {"path": str(export_dir), "ok": False, "errors": [], "signatures": {},
+              "size_bytes": sum(f.stat().st_size for f in export_dir.rglob("*") if f.is_file())}
+    try:
+        meta_graph = read_meta_graph(export_dir)
+        all_ops = set()
+        for name in meta_graph.signature_def:
+            if name.startswith("__"):
+                continue
+            report["signatures"][name] = {"ops": sorted(signature_op_types(meta_graph, name))}
+            all_ops |= set(report["signatures"][name]["ops"])
+        report["op_count"] = len(all_ops)
+        report["non_core_ops"] = _library_ops(unregistered_ops(all_ops))
+        for signature in report["signatures"].values():
+            signature["non_core_ops"] = sorted(set(signature["ops"]) & set(report["non_core_ops"]))
+            del signature["ops"]
+        unknown = [op for op, library in report["non_core_ops"].items() if library is None]
+        if unknown:
+            raise AigcError(f"ops {unknown} are registered neither by TensorFlow nor by a known library; "
+                            "no stock model server can run this export")
+        _run_signatures(export_dir, meta_graph, report)
+        report["ok"] = not report["errors"]
+    except AigcError as err:
+        report["errors"].append(str(err))
+    except Exception as err:  # noqa: BLE001  (a loader failure of any kind is a finding, not a crash)
+        report["errors"].append(_one_line(err))
+    return report
+
+
+def _library_ops(ops: set[str]) -> dict:
+    """`{op: library or None}`: import each known op library in turn and see which of the ops it registers."""
+    import importlib
+
+    owner = {op: None for op in ops}
+    for module in OP_LIBRARIES:
+        if not unregistered_ops([op for op, lib in owner.items() if lib is None]):
+            break
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        owner.update({op: module for op, lib in owner.items() if lib is None and not unregistered_ops([op])})
+    return owner
+
+
+def _run_signatures(export_dir: Path, meta_graph, report: dict) -> None:
+    """Load with the Session-based loader and run each signature once on an example input."""
+    import numpy as np
+    import tensorflow as tf
+
+    with tf.compat.v1.Session(graph=tf.Graph()) as session:
+        try:
+            tf.compat.v1.saved_model.loader.load(session, [SERVE_TAG], str(export_dir))
+        except Exception as err:  # noqa: BLE001
+            raise AigcError(f"the Session-based loader (TF Serving's) cannot load it: {_one_line(err)}") from None
+        for name, signature_def in sorted(meta_graph.signature_def.items()):
+            if name.startswith("__"):  # e.g. __saved_model_init_op: run by the loader, not callable by a client
+                continue
+            entry = report["signatures"][name]
+            entry["inputs"] = {k: _describe(v) for k, v in signature_def.inputs.items()}
+            entry["outputs"] = {k: _describe(v) for k, v in signature_def.outputs.items()}
+            feeds = {v.name: example_input(k, v) for k, v in signature_def.inputs.items()}
+            fetch_names = sorted(signature_def.outputs)
+            try:
+                started = time.perf_counter()
+                values = session.run([signature_def.outputs[k].name for k in fetch_names], feed_dict=feeds)
+                entry["first_call_seconds"] = round(time.perf_counter() - started, 3)
+            except Exception as err:  # noqa: BLE001
+                report["errors"].append(f"signature {name!r} failed on an example input: {_one_line(err)}")
+                continue
+            batch = len(next(iter(feeds.values()))) if feeds else None
+            entry["example_output_shapes"] = {k: list(np.shape(v)) for k, v in zip(fetch_names, values)}
+            texts = [np.asarray(v).reshape(-1) for v in values if np.asarray(v).dtype == object]
+            if texts and texts[0].size:  # what a client would read back, to see the model speaks
+                entry["example_text"] = texts[0][0].decode("utf-8", "replace")[:120]
+            for key, value in zip(fetch_names, values):
+                value = np.asarray(value)
+                if batch is not None and value.ndim and value.shape[0] != batch:
+                    report["errors"].append(f"signature {name!r} output {key!r} has batch {value.shape[0]} "
+                                            f"for an input batch of {batch}")
+                if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+                    report["errors"].append(f"signature {name!r} output {key!r} is not finite")
+
+
+def _describe(tensor_info) -> dict:
+    import tensorflow as tf
+
+    dims = [d.size for d in tensor_info.tensor_shape.dim]
+    return {"dtype": tf.dtypes.as_dtype(tensor_info.dtype).name,
+            "shape": None if tensor_info.tensor_shape.unknown_rank else [None if d < 0 else d for d in dims]}
+
+
+def _one_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(err).__name__
+    return f"{type(err).__name__}: {text}"[:400]
+
+
+# ---------------------------------------------------------------------------------------------------- the parent
+@dataclass
+class ExportCheck:
+    """One export's report, from its worker process."""
+
+    path: Path
+    report: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.report.get("ok"))
+
+
+def find_exports(path: Path, all_versions: bool = False) -> list[Path]:
+    """The version folders under `path`: a version folder itself, a model folder (`<name>/`), or a base folder
+    holding model folders (`saved_models/`). By default only each model's newest version, the one TF Serving's
+    default policy serves."""
+    path = Path(path)
+    if not path.exists():
+        raise AigcError(f"{path} does not exist; export a model first (e.g. `aigc-tf gan export`)")
+    if (path / "saved_model.pb").exists():
+        return [path]
+
+    def versions_of(folder: Path) -> list[Path]:
+        found = sorted((p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+        return found if all_versions else found[-1:]
+
+    exports = versions_of(path)
+    if not exports:
+        for folder in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            exports += versions_of(folder)
+    if not exports:
+        raise AigcError(f"no SavedModel versions under {path} (expected {path}/<name>/<version>/saved_model.pb)")
+    return exports
+
+
+def check_export(export_dir: Path, timeout: float = 900) -> ExportCheck:
+    """Run the worker on one export in a fresh process and collect its report."""
+    cmd = [sys.executable, "-m", "aigc_tf.serving.check", str(export_dir)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    except subprocess.TimeoutExpired:
+        return ExportCheck(Path(export_dir), {"ok": False, "errors": [f"the check took over {timeout:.0f} s"]})
+    try:
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
+        report = {"ok": False, "errors": [f"the loader process died (exit {done.returncode}): {tail[0][:300]}"]}
+    return ExportCheck(Path(export_dir), report)
+
+
+def format_report(check: ExportCheck) -> str:
+    """A few lines per export: size, signatures with their inputs and outputs, non-core ops, errors."""
+    report = check.report
+    size = report.get("size_bytes")
+    lines = [f"{'PASS' if check.ok else 'FAIL'}  {check.path}" + (f"  ({size / 1e6:.1f} MB)" if size else "")]
+    for name, sig in sorted(report.get("signatures", {}).items()):
+        if name.startswith("__"):
+            continue
+        ins = ", ".join(f"{k}: {v['dtype']} {_shape(v['shape'])}" for k, v in sorted(sig.get("inputs", {}).items()))
+        outs = ", ".join(f"{k}: {v['dtype']} {_shape(v['shape'])}" for k, v in sorted(sig.get("outputs", {}).items()))
+        extra = f"  [needs {', '.join(sig['non_core_ops'])}]" if sig.get("non_core_ops") else ""
+        if "first_call_seconds" in sig:
+            extra += f"  first call {sig['first_call_seconds']:.2f} s"
+        lines.append(f"      {name}({ins}) -> {outs}{extra}")
+        if "example_text" in sig:
+            lines.append(f"        e.g. {sig['example_text']!r}")
+    for op, library in sorted(report.get("non_core_ops", {}).items()):
+        name, where = OP_LIBRARIES.get(library, (library or "an unknown library", "no stock model server has it"))
+        lines.append(f"      non-core op {op}: {name}; {where}")
+    if "op_count" in report:
+        lines.append(f"      {report['op_count']} op types in all")
+    lines += [f"      error: {e}" for e in report.get("errors", [])]
+    return "\n".join(lines)
+
+
+def _shape(shape) -> str:
+    return "<unknown rank>" if shape is None else "[" + ", ".join("None" if d is None else str(d) for d in shape) + "]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The worker: one export in, one JSON line out (imports only TensorFlow, like a model server)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    (export_dir,) = argv if argv is not None else sys.argv[1:]
+    print(json.dumps(inspect_export(Path(export_dir))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""`saved_models/models.config`: the text-format `ModelServerConfig` that makes one TF Serving process serve every export.
+
+TF Serving reads it with `--model_config_file=/models/models.config` (and re-reads it every
+`--model_config_file_poll_wait_seconds`), so a new model appears without a restart. Each entry names a model folder
+(`<base>/<name>/` holding integer versions) and a version policy: `latest { num_versions: 1 }` serves the newest
+version only and moves to a new one as soon as it is fully written (our exports are renamed into place, so the server
+never sees half a version); `all` serves every version, for A/B tests by `/versions/<v>`.
+
+The config is parsed and written with TF Serving's own protobuf (`tensorflow_serving.config.model_server_config_pb2`,
+from the `tensorflow-serving-api` package), so what we write is what the model server reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aigc_tf import AigcError
+
+CONFIG_FILE = "models.config"
+CONTAINER_BASE = "/models"  # where the README's `docker run` mounts saved_models/
+POLICIES = ("latest", "all")
+
+
+def model_folders(base_dir: Path) -> dict[str, list[int]]:
+    """`{name: [versions]}` for every folder of `base_dir` that holds at least one complete SavedModel version.
+
+    A version is complete when its `saved_model.pb` exists; `.partial-N` folders (exports still being written) and
+    folders without integer versions are not models.
+    """
+    base_dir = Path(base_dir)
+    found = {}
+    for folder in sorted(p for p in base_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        versions = sorted(int(v.name) for v in folder.iterdir()
+                          if v.is_dir() and v.name.isdigit() and (v / "saved_model.pb").is_file())
+        if versions:
+            found[folder.name] = versions
+    return found
+
+
+def read_models_config(path: Path):
+    """Parse a `models.config` the way TF Serving does; a file it would reject gives one clear line."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(Path(path).read_text(), config)
+    except text_format.ParseError as err:
+        raise AigcError(f"{path} is not a valid TF Serving model config ({err}); regenerate it with "
+                        "`aigc-tf serving config`") from None
+    return config
+
+
+def write_models_config(base_dir: Path = Path("saved_models"), serving_base: str = CONTAINER_BASE,
+                        policy: str = "latest", keep_existing: bool = True) -> Path:
+    """Write `<base_dir>/models.config` listing every model folder of `base_dir`.
+
+    `serving_base` is where the server sees `base_dir` (`/models` in the README's container; an absolute host path
+    for a `tensorflow_model_server` run outside Docker). With `keep_existing`, entries of models still on disk keep
+    their settings (a policy or labels edited by hand survive an export); entries whose folder is gone are dropped,
+    because the server would wait for them forever.
+    """
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    if policy not in POLICIES:
+        raise AigcError(f"unknown version policy {policy!r}; use one of {', '.join(POLICIES)}")
+    base_dir = Path(base_dir)
+    if not base_dir.is_dir():
+        raise AigcError(f"{base_dir} does not exist; export a model first (e.g. `aigc-tf gan export`)")
+    path = base_dir / CONFIG_FILE
+    previous = {}
+    if keep_existing and path.exists():
+        previous = {c.name: c for c in read_models_config(path).model_config_list.config}
+
+    config = model_server_config_pb2.ModelServerConfig()
+    for name in model_folders(base_dir):
+        entry = config.model_config_list.config.add()
+        if name in previous:
+            entry.CopyFrom(previous[name])
+            continue
+        entry.name = name
+        entry.base_path = f"{serving_base.rstrip('/')}/{name}"
+        entry.model_platform = "tensorflow"
+        if policy == "all":
+            entry.model_version_policy.all.SetInParent()
+        else:
+            entry.model_version_policy.latest.num_versions = 1
+    if not config.model_config_list.config:
+        raise AigcError(f"no SavedModel versions under {base_dir}/<name>/<version>/; export a model first")
+    header = ("# TF Serving model config, written by `aigc-tf` (regenerate: `aigc-tf serving config`).\n"
+              "# Serve: tensorflow_model_server --model_config_file=<this file> (see README, Deploy).\n")
+    tmp = path.with_name(f".{CONFIG_FILE}.tmp")
+    tmp.write_text(header + text_format.MessageToString(config))
+    tmp.replace(path)  # atomic: a server polling the file never reads half of it
+    return path
