@@ -1,19 +1,24 @@
 # The two commands of the README's quick start, and the pieces they are made of.
 #   make demo   set up .venv, fetch the offline data, train, evaluate and export the GAN, GPT-2 and VAE, check the exports
 #   make test   set up .venv, fetch the offline data, run the test suite
+#   make notebooks         set up, fetch the data, install JupyterLab if missing, open the tutorials
+#   make strip-notebooks   remove outputs and execution counts from the notebooks before committing
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 RUN    ?= runs/gan
 TEXT   ?= runs/gpt2
 VAE    ?= runs/vae
+JUPYTER_FLAGS ?=  # e.g. --allow-root in a container, --no-browser --port 8888 on a remote machine
 
-.PHONY: demo test setup data bench clean help
+.PHONY: demo test setup data bench clean help notebooks strip-notebooks
 
 help:
 	@echo "make demo   - set up, fetch offline data, train/evaluate/export the GAN, GPT-2 and VAE, check the exports (~20 min on 2 cores)"
 	@echo "make test   - set up, fetch offline data, run the tests"
 	@echo "make bench  - GAN step, GPT-2 decoding and training against the machine's GEMM and bandwidth (<15 min)"
+	@echo "make notebooks - open the tutorials in JupyterLab (installs it into .venv on first use)"
+	@echo "make strip-notebooks - strip outputs from notebooks/*.ipynb before committing"
 
 $(BIN)/aigc-tf: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +53,13 @@ test: data
 
 bench: data
 	$(BIN)/python bench/run.py
+
+notebooks: data
+	@$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[notebooks]"
+	$(BIN)/jupyter lab notebooks/ $(JUPYTER_FLAGS)
+
+strip-notebooks: setup
+	$(BIN)/python notebooks/strip_outputs.py notebooks/*.ipynb
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,7 +1,8 @@
 """Figures a learner would rather look at than read: sample grids, their GIF over training, loss curves.
 
-Grids are written with Pillow directly (fast enough to render every epoch); curves with matplotlib's Agg backend,
-so nothing here needs a display.
+Grids are written with Pillow directly (fast enough to render every epoch); curves with a bare matplotlib `Figure`,
+which needs no display and, unlike `matplotlib.use("Agg")`, leaves the caller's backend alone: training from a
+notebook must not switch off its inline figures. `show_grid` is the notebooks' way to look at samples.
 """
 
 from __future__ import annotations
@@ -52,16 +53,14 @@ def save_gif(frames: Sequence[Path], path: Path, seconds_per_frame: float = 0.25
 
 def save_loss_curve(history_csv: Path, path: Path, columns: Sequence[str], title: str, x: str = "step") -> Path:
     """Plot the given columns of a history CSV against its `x` column (`step`, or `epoch` for Keras' CSVLogger)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
+    from matplotlib.figure import Figure
 
     with open(history_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     steps = [int(r[x]) + (1 if x == "epoch" else 0) for r in rows]  # CSVLogger counts epochs from 0
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     for column in columns:
         ax.plot(steps, [float(r[column]) for r in rows], marker="o" if len(rows) < 30 else None, label=column)
     ax.set_xlabel("training step" if x == "step" else x)
@@ -72,5 +71,21 @@ def save_loss_curve(history_csv: Path, path: Path, columns: Sequence[str], title
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return Path(path)
+
+
+def show_grid(images: np.ndarray, columns: int | None = None, title: str | None = None, ax=None, scale: int = 1):
+    """Draw `image_grid(images)` on matplotlib axes (new ones unless `ax` is given), grey, no ticks; returns the axes.
+
+    For notebooks: with the inline backend the figure appears under the cell.
+    """
+    import matplotlib.pyplot as plt
+
+    grid = image_grid(images, columns, scale=scale)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(2.0, grid.shape[1] / 60), max(2.0, grid.shape[0] / 60)))
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax

@@ -72,3 +72,17 @@ def test_too_short_corpus_is_a_clear_error(tmp_path):
     (tmp_path / "tiny.txt").write_text("Too short.", encoding="utf-8")
     with pytest.raises(AigcError, match="too few for one sequence"):
         train(TextConfig.tiny(corpus=str(tmp_path / "tiny.txt")), tmp_path / "run", verbose=False)
+
+
+def test_window_perplexity_on_the_validation_windows_matches_the_trainers_val_loss(tiny_text_run, tiny_text_model):
+    """What notebook 3 relies on to score a model before and after fine-tuning on the same held-out windows."""
+    from aigc_tf.text.evaluate import window_perplexity
+    from aigc_tf.text.train import corpus_windows
+
+    _, config, result = tiny_text_run
+    _, validation = corpus_windows(config, tiny_text_model.preprocessor.tokenizer)
+    seen = validation[: config.validation_batches * config.batch_size]  # the batches fit validated on
+    report = window_perplexity(tiny_text_model, seen, batch_size=config.batch_size)
+    assert report["sequences"] == len(seen) and report["sequence_length"] == config.sequence_length
+    assert report["loss"] == pytest.approx(float(result.history[-1]["val_loss"]), rel=1e-4)
+    assert report["perplexity"] == pytest.approx(math.exp(report["loss"]))

@@ -15,16 +15,22 @@ from aigc_tf.data import text as text_data
 def perplexity(causal_lm, corpus: str, sequence_length: int, batch_size: int = 8, max_sequences: int | None = None,
                jit_compile: bool = True, verbose: int = 0) -> dict:
     """`{"perplexity", "loss", "tokens", "sequences", "corpus"}` of `causal_lm` on a corpus."""
-    import keras
-    import keras_hub
-
     windows = text_data.pack_windows(text_data.corpus_token_ids(corpus, causal_lm.preprocessor.tokenizer),
                                      sequence_length)
     if max_sequences:
         windows = windows[:max_sequences]
+    return {"corpus": corpus, **window_perplexity(causal_lm, windows, batch_size, jit_compile, verbose)}
+
+
+def window_perplexity(causal_lm, windows, batch_size: int = 8, jit_compile: bool = True, verbose: int = 0) -> dict:
+    """Perplexity on packed windows (N, sequence_length + 1) of token ids, such as a trainer's validation split
+    (`aigc_tf.text.train.corpus_windows`): the same numbers for a model before and after fine-tuning."""
+    import keras
+    import keras_hub
+
     scorer = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone, preprocessor=None)
     scorer.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit_compile)
     loss = float(scorer.evaluate(text_data.lm_dataset(windows, batch_size, drop_remainder=False), verbose=verbose,
                                  return_dict=True)["loss"])
-    return {"corpus": corpus, "perplexity": math.exp(loss), "loss": loss, "tokens": int(windows[:, 1:].size),
-            "sequences": int(len(windows)), "sequence_length": sequence_length}
+    return {"perplexity": math.exp(loss), "loss": loss, "tokens": int(windows[:, 1:].size),
+            "sequences": int(len(windows)), "sequence_length": int(windows.shape[1] - 1)}

@@ -1,0 +1,113 @@
+"""The tutorials run top to bottom, headless, with small parameters; and they are committed without outputs.
+
+Each notebook has one code cell tagged `parameters` (steps, epochs, sizes). The test injects a cell right after it
+with the small values below (papermill's convention), executes the notebook with nbclient in a fresh kernel whose
+working directory is a temporary folder, and fails on the first cell that raises. The learner's defaults stay
+visible in the notebook; CI's overrides live here, where a reviewer sees what CI actually ran.
+"""
+
+import ast
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+sys.path.insert(0, str(NOTEBOOK_DIR))
+import strip_outputs  # noqa: E402
+
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+
+# CI's small mode: every notebook must appear here, and every name must be a parameter of its notebook.
+SMALL = {
+    "01_gan_mnist.ipynb": dict(EPOCHS=2, SNAPSHOT_EVERY=1, EXPERIMENT_EPOCHS=1),
+    "02_vae_and_conditional_gan.ipynb": dict(VAE_EPOCHS=2, MANIFOLD_EPOCHS=2, GAN_EPOCHS=2),
+    "03_gpt2_text.ipynb": dict(STEPS=8, XLA=False, STEPS_PER_EPOCH=4, FINETUNE_STEPS=4, EVAL_SEQUENCES=4, VALIDATION_BATCHES=2,
+                               MODEL=dict(num_layers=1, num_heads=2, hidden_dim=32, intermediate_dim=64,
+                                          max_sequence_length=160, sequence_length=32, batch_size=4)),
+    "04_export_and_serve.ipynb": dict(GAN_STEPS=20, VAE_STEPS=4, TEXT_STEPS=4, TEXT_MODEL=dict(
+        num_layers=1, num_heads=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=64,
+        sequence_length=32, batch_size=4)),
+}
+# Figures each notebook must show (image/png outputs), so a notebook that silently stops drawing fails.
+MIN_FIGURES = {"01_gan_mnist.ipynb": 6, "02_vae_and_conditional_gan.ipynb": 6, "03_gpt2_text.ipynb": 3,
+               "04_export_and_serve.ipynb": 1}
+
+
+def parameters_cell(notebook) -> int:
+    tagged = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"expected exactly one cell tagged 'parameters', found {len(tagged)}"
+    return tagged[0]
+
+
+def assigned_names(source: str) -> set[str]:
+    return {target.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
+            for target in node.targets if isinstance(target, ast.Name)}
+
+
+def with_small_parameters(notebook, overrides: dict):
+    """The notebook with a cell of `overrides` injected after its parameters cell."""
+    index = parameters_cell(notebook)
+    unknown = set(overrides) - assigned_names(notebook.cells[index].source)
+    assert not unknown, f"CI overrides {sorted(unknown)}, which the parameters cell does not define"
+    source = "# Injected by tests/test_notebooks.py: CI's small mode\n" + "\n".join(
+        f"{name} = {value!r}" for name, value in overrides.items())
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = ["injected-parameters"]
+    notebook.cells.insert(index + 1, cell)
+    return notebook
+
+
+def test_every_notebook_has_small_parameters_and_one_parameters_cell():
+    assert [p.name for p in NOTEBOOKS][:3] == list(SMALL)[:3], "notebooks 01-03 are the tutorials' reading order"
+    for path in NOTEBOOKS:
+        assert path.name in SMALL, f"{path.name}: add its small parameters to SMALL"
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)
+        index = parameters_cell(notebook)
+        assert set(SMALL[path.name]) <= assigned_names(notebook.cells[index].source), path.name
+
+
+def test_committed_notebooks_carry_no_outputs_and_no_execution_counts():
+    dirty = {p.name: strip_outputs.dirty_cells(nbformat.read(p, as_version=4)) for p in NOTEBOOKS}
+    dirty = {name: cells for name, cells in dirty.items() if cells}
+    assert not dirty, f"cells with outputs or execution counts: {dirty}; run `make strip-notebooks`"
+    assert all(strip_outputs.is_clean(nbformat.read(p, as_version=4)) for p in NOTEBOOKS)
+
+
+def test_strip_removes_outputs_counts_and_editor_metadata_but_keeps_tags(tmp_path):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_markdown_cell("#")])
+    code = notebook.cells[0]
+    code.execution_count, code.outputs = 3, [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    code.metadata.update(tags=["parameters"], scrolled=True)
+    notebook.metadata["widgets"] = {"state": {}}
+    path = tmp_path / "n.ipynb"
+    nbformat.write(notebook, path)
+    assert strip_outputs.main(["--check", str(path)]) == 1
+    assert strip_outputs.main([str(path)]) == 0
+    stripped = nbformat.read(path, as_version=4)
+    assert strip_outputs.is_clean(stripped) and strip_outputs.main(["--check", str(path)]) == 0
+    assert stripped.cells[0].outputs == [] and stripped.cells[0].execution_count is None
+    assert stripped.cells[0].metadata == {"tags": ["parameters"]} and stripped.cells[0].source == "x = 1"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_top_to_bottom_in_small_mode(path, tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+
+    notebook = with_small_parameters(nbformat.read(path, as_version=4), SMALL[path.name] | {"WORKDIR": str(tmp_path)})
+    # The kernel is a fresh process: it must import this checkout's aigc_tf, and run in the temporary folder.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3", allow_errors=False,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError, with the failing cell's traceback, on the first error
+
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    figures = sum("image/png" in output.get("data", {}) for output in outputs)
+    assert figures >= MIN_FIGURES[path.name], f"{path.name} showed {figures} figures"
+    assert list(tmp_path.iterdir()), "the notebook wrote nothing under WORKDIR"
