@@ -15,6 +15,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import signal
+import threading
 import math
 import os
 import shutil
@@ -136,6 +138,48 @@ def progress_verbosity(verbose: bool) -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
+class StopRequest:
+    """Ctrl-C as a request to stop at the next step boundary, instead of an exception at a random bytecode.
+
+    Python raises `KeyboardInterrupt` wherever the main thread happens to be: inside a checkpoint write (tearing
+    it), or inside a finalizer (`__del__`, a weakref callback), where Python prints "Exception ignored" and training
+    simply goes on. The trainers check `requested` between steps, save a checkpoint and stop. A second Ctrl-C
+    interrupts at once, for a step that hangs. A process that ignores SIGINT (a `cmd &` job) keeps ignoring it.
+    """
+
+    def __init__(self):
+        self.requested, self._previous = False, None
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        """Raise `KeyboardInterrupt` at this safe point if a stop was requested."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc_info):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class _StopOnRequest(keras.callbacks.Callback):
+    def __init__(self, stop: StopRequest):
+        super().__init__()
+        self.stop = stop
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.stop.check()
+
+
 @dataclasses.dataclass(frozen=True)
 class RunFolder:
     path: Path
@@ -182,7 +226,9 @@ class RunFolder:
                           *extra_callbacks]
         began = time.perf_counter()
         try:
-            model.fit(data, callbacks=callbacks, verbose=progress_verbosity(verbose), shuffle=False, **fit_kwargs)
+            with StopRequest() as stop:
+                model.fit(data, callbacks=[_StopOnRequest(stop), *callbacks], verbose=progress_verbosity(verbose),
+                          shuffle=False, **fit_kwargs)
         except KeyboardInterrupt:
             raise TrainingInterrupted(f"interrupted; the last epoch's backup is in {self.backup}; "
                                       "run the same command again to resume from it") from None

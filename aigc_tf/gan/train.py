@@ -34,7 +34,7 @@ from aigc_tf import AigcError, TrainingInterrupted, distribute, plots
 from aigc_tf.data import images as image_data
 from aigc_tf.gan import losses
 from aigc_tf.gan.models import build_discriminator, build_generator
-from aigc_tf.runs import RunFolder, progress_verbosity
+from aigc_tf.runs import RunFolder, StopRequest, progress_verbosity
 
 FIXED_NOISE_FILE = "fixed_noise.npy"
 # What a truncated, foreign or mismatched checkpoint raises from TensorFlow's reader.
@@ -275,28 +275,32 @@ def train(config, run_dir: Path, *, steps: int | None = None, data_dir: Path | N
     writer = tf.summary.create_file_writer(str(run.tensorboard)) if chief else tf.summary.create_noop_writer()
     step = start
     try:
-        while step < total_steps:
-            epoch = step // steps_per_epoch
-            epoch_end = min((epoch + 1) * steps_per_epoch, total_steps)
-            say(f"Epoch {epoch + 1}/{math.ceil(total_steps / steps_per_epoch)}")
-            bar = _progress_bar(epoch_end - epoch * steps_per_epoch, verbose)
-            sums, count, began = {}, 0, time.perf_counter()
-            while step < epoch_end:
-                batch = next(batches)
-                metrics = {k: float(v) for k, v in (step_fn(*batch) if config.conditional else step_fn(batch)).items()}
-                step, count = step + 1, count + 1
-                if not all(math.isfinite(v) for v in metrics.values()):  # stop before a checkpoint can store it
-                    raise AigcError(f"the losses became NaN/Inf at step {step} ({metrics}); the last good checkpoint "
-                                    f"in {run.checkpoints} is kept: lower --learning-rate and run the command again")
-                for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                bar.update(step - epoch * steps_per_epoch, [(k, v / count) for k, v in sums.items()])
-            seconds = time.perf_counter() - began
-            means = {k: v / count for k, v in sums.items()}
-            if chief:
-                _end_of_epoch(run, gan, manager, writer, noise, epoch, step, means, count / seconds, config)
-            else:
-                manager.save(checkpoint_number=step)
+        with StopRequest() as stop:  # Ctrl-C stops between two steps (see StopRequest)
+            while step < total_steps:
+                epoch = step // steps_per_epoch
+                epoch_end = min((epoch + 1) * steps_per_epoch, total_steps)
+                say(f"Epoch {epoch + 1}/{math.ceil(total_steps / steps_per_epoch)}")
+                bar = _progress_bar(epoch_end - epoch * steps_per_epoch, verbose)
+                sums, count, began = {}, 0, time.perf_counter()
+                while step < epoch_end:
+                    batch = next(batches)
+                    outputs_of_step = step_fn(*batch) if config.conditional else step_fn(batch)
+                    metrics = {k: float(v) for k, v in outputs_of_step.items()}
+                    step, count = step + 1, count + 1
+                    if not all(math.isfinite(v) for v in metrics.values()):  # stop before a checkpoint can store it
+                        raise AigcError(f"the losses became NaN/Inf at step {step} ({metrics}); the last good "
+                                        f"checkpoint in {run.checkpoints} is kept: lower --learning-rate and run the "
+                                        "command again")
+                    for k, v in metrics.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    stop.check()  # after the step: a requested stop saves it too
+                    bar.update(step - epoch * steps_per_epoch, [(k, v / count) for k, v in sums.items()])
+                seconds = time.perf_counter() - began
+                means = {k: v / count for k, v in sums.items()}
+                if chief:
+                    _end_of_epoch(run, gan, manager, writer, noise, epoch, step, means, count / seconds, config)
+                else:
+                    manager.save(checkpoint_number=step)
     except KeyboardInterrupt:
         saved = manager.save(checkpoint_number=int(gan.step.numpy()))
         raise TrainingInterrupted(f"interrupted at step {int(gan.step.numpy())}; checkpoint saved to {saved}; "
