@@ -112,7 +112,14 @@ def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "aigc_tf", "gan", "train", "--out", str(run), "--epochs", "500",
            "--batch-size", "500", "--latent-dim", "8"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def as_from_a_terminal():
+        """Children inherit an ignored SIGINT (background jobs of a shell without job control) and a blocked one
+        (the signal mask of the thread that forks): give the trainer what a terminal's Ctrl-C reaches."""
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=as_from_a_terminal)
     deadline = time.time() + 120
     while not (run / "history.csv").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
