@@ -8,6 +8,7 @@ notebook must not switch off its inline figures. `show_grid` is the notebooks' w
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -31,11 +32,19 @@ def image_grid(images: np.ndarray, columns: int | None = None, pad: int = 2, sca
 
 
 def save_grid(images: np.ndarray, path: Path, columns: int | None = None) -> Path:
+    """Write the grid to a hidden temporary file, then rename it into place.
+
+    A training run killed mid-write must not leave a torn PNG under the final name: the checkpoint for that epoch is
+    already on disk, so the resumed run never redraws it, and the GIF at the end would trip over it.
+    """
     from PIL import Image
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_grid(images, columns)).save(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    Image.fromarray(image_grid(images, columns)).save(tmp, format=image_format)
+    tmp.replace(path)
     return path
 
 
@@ -43,9 +52,14 @@ def save_gif(frames: Sequence[Path], path: Path, seconds_per_frame: float = 0.25
     """Animate the per-epoch grids; the last frame is held longer so the final result is readable."""
     from PIL import Image
 
-    if not frames:
+    pictures = []
+    for frame in frames:
+        try:
+            pictures.append(Image.open(frame).convert("L"))
+        except (OSError, ValueError) as error:  # a torn frame from a run killed by an older version: skip, say so
+            warnings.warn(f"samples GIF: skipping unreadable frame {frame} ({error})", stacklevel=2)
+    if not pictures:
         return None
-    pictures = [Image.open(f).convert("L") for f in frames]
     durations = [int(seconds_per_frame * 1000)] * (len(pictures) - 1) + [2000]
     pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=durations, loop=0)
     return Path(path)

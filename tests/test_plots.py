@@ -43,3 +43,26 @@ def test_show_grid_draws_the_tiled_grid_on_the_given_axes():
     assert plots.show_grid(images, columns=5, title="five", ax=ax) is ax
     np.testing.assert_array_equal(ax.images[0].get_array(), plots.image_grid(images, 5, scale=1))
     assert ax.get_title() == "five" and not ax.axison
+
+
+def test_a_grid_write_interrupted_before_the_rename_leaves_no_file_under_the_final_name(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    def killed(self, target):  # the process dies between writing the temporary file and renaming it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        plots.save_grid(np.zeros((4, 28, 28)), tmp_path / "epoch_0001.png")
+    assert list(tmp_path.glob("epoch_*.png")) == []  # the GIF's glob never sees the half-done frame
+
+
+def test_the_samples_gif_skips_a_torn_frame_instead_of_failing_the_run(tmp_path):
+    from PIL import Image
+
+    good = [plots.save_grid(np.full((4, 28, 28), v), tmp_path / f"epoch_000{i}.png") for i, v in enumerate((0.2, 0.8))]
+    torn = tmp_path / "epoch_0009.png"
+    torn.write_bytes(good[0].read_bytes()[:40])  # what a SIGKILL mid-write left behind, before writes were atomic
+    with pytest.warns(UserWarning, match="epoch_0009.png"):
+        gif = plots.save_gif(good + [torn], tmp_path / "samples.gif")
+    assert Image.open(gif).n_frames == 2
