@@ -5,11 +5,12 @@ no early stop. Variants, alternated:
 - `keras_hub_default`: `GPT2CausalLM.compile(sampler="greedy")` + `generate` (keras-hub's "auto" = no XLA on CPU);
 - `fp32`: the project's default greedy path, `aigc_tf.text.kv_decoder.KVCacheDecoder` under XLA;
 - `fp32_no_xla`: the same loop without XLA (to pick XLA or not per device);
-- `bf16`: the same loop with bfloat16 weights (`--precision bf16`);
-- `served`: the project's `aigc-tf text export` SavedModel of the same weights, `generate_tokens` signature, run by
-  a TF1 `Session` loader (what a model server does);
-- full runs only, not shipped: keras-hub's `generate` under XLA (the project's previous path), and with
-  `quantize("int8")` + XLA (the int8 evidence).
+- `bf16`: bfloat16 weights (`--precision bf16`), one XLA program per token step looped in the graph;
+- `served`, `served_bf16`: the project's `aigc-tf text export` SavedModels of the same weights (`--precision fp32`
+  and `bf16`), `generate_tokens` signature, run by a TF1 `Session` loader (what a model server does);
+- full runs only, not shipped: keras-hub's `generate` under XLA (the project's previous path), with
+  `quantize("int8")` + XLA (the int8 evidence), and `bf16_whole_loop`, the bf16 decoder compiled as one XLA loop
+  (the evidence for compiling bf16 per step).
 The fraction of bandwidth is tokens/s x weight bytes read per token / the same run's read bandwidth.
 Perplexity ratios use the trained demo model's held-out text, in each variant's precision.
 """
@@ -30,6 +31,7 @@ from aigc_tf.text.kv_decoder import KVCacheDecoder
 from machine import alternate, median, seconds
 
 PROMPT_LENGTH, NEW_TOKENS = 16, 64
+NOT_SHIPPED = ("keras_hub_xla", "keras_hub_int8_xla", "bf16_whole_loop")
 GPT2_124M = dict(num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072, max_sequence_length=1024,
                  dropout=0.0)
 
@@ -66,8 +68,8 @@ def keras_hub_decoder(backbone, jit_compile, quantize: str | None = None):
     return lambda inputs: lm.generate(inputs, stop_token_ids=None)["token_ids"]
 
 
-def kv_decoder(backbone, precision, jit_compile):
-    decoder = KVCacheDecoder(backbone, precision, jit_compile=jit_compile)
+def kv_decoder(backbone, precision, jit_compile, compile_per_step=None):
+    decoder = KVCacheDecoder(backbone, precision, jit_compile=jit_compile, compile_per_step=compile_per_step)
     return decoder, lambda inputs: decoder.generate_step(inputs)["token_ids"]
 
 
@@ -93,15 +95,16 @@ class SessionServed:
                                                self.mask_in: prompt[:, :length].astype(np.int32)})
 
 
-def export_model(causal_lm, config: TextConfig, workdir: Path, max_length: int) -> Path:
+def export_model(causal_lm, config: TextConfig, workdir: Path, max_length: int, precision: str) -> Path:
     """A run folder holding `causal_lm` as its trained preset, exported with `aigc-tf text export`'s function."""
     from aigc_tf.export import export_text
     from aigc_tf.runs import RunFolder
 
     run = RunFolder(workdir / "run")
-    run.prepare(config)
-    causal_lm.save_to_preset(str(run.path / "preset"))
-    return export_text(run.path, workdir / "export", max_length=max_length)
+    if not (run.path / "preset").exists():
+        run.prepare(config)
+        causal_lm.save_to_preset(str(run.path / "preset"))
+    return export_text(run.path, workdir / f"export_{precision}", max_length=max_length, precision=precision)
 
 
 def measure(config: TextConfig, bandwidth_gbs: float, *, repeats: int = 5, full: bool = True,
@@ -116,19 +119,22 @@ def measure(config: TextConfig, bandwidth_gbs: float, *, repeats: int = 5, full:
            "fp32_no_xla": kv_decoder(backbone, "fp32", False)[1], "bf16": bf16}
     if full:
         fns["keras_hub_xla"] = keras_hub_decoder(backbone, True)
+        fns["bf16_whole_loop"] = kv_decoder(backbone, "bf16", True, compile_per_step=False)[1]
     keras_bytes = int(sum(w.numpy().nbytes for w in backbone.weights)) - \
         int(backbone.position_embedding.weights[0].numpy().nbytes)
     weight_bytes = {"keras_hub_default": keras_bytes, "fp32": fp32_decoder.weight_bytes,
                     "fp32_no_xla": fp32_decoder.weight_bytes, "bf16": bf16_decoder.weight_bytes,
-                    "keras_hub_xla": keras_bytes, "served": fp32_decoder.weight_bytes}
-    first_call = {}
+                    "keras_hub_xla": keras_bytes, "bf16_whole_loop": bf16_decoder.weight_bytes,
+                    "served": fp32_decoder.weight_bytes, "served_bf16": bf16_decoder.weight_bytes}
+    first_call, export_s, load_s = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="aigc_bench_") as workdir:
-        began = time.perf_counter()
-        export_dir = export_model(causal_lm, config, Path(workdir), PROMPT_LENGTH + NEW_TOKENS)
-        export_s = time.perf_counter() - began
-        began = time.perf_counter()
-        fns["served"] = SessionServed(export_dir)
-        load_s = time.perf_counter() - began
+        for name, precision in (("served", "fp32"), ("served_bf16", "bf16")):
+            began = time.perf_counter()
+            export_dir = export_model(causal_lm, config, Path(workdir), PROMPT_LENGTH + NEW_TOKENS, precision)
+            export_s[name] = time.perf_counter() - began
+            began = time.perf_counter()
+            fns[name] = SessionServed(export_dir)
+            load_s[name] = time.perf_counter() - began
         reference, agrees = None, {}
         for name, fn in fns.items():
             first_call[name] = seconds(lambda: tf.constant(np.asarray(fn(inputs))))
@@ -148,14 +154,13 @@ def measure(config: TextConfig, bandwidth_gbs: float, *, repeats: int = 5, full:
                 first_call["keras_hub_int8_xla_error"] = f"{type(err).__name__}: {str(err)[:200]}"
         rates = alternate({k: (lambda fn=fn: _rate(fn, inputs)) for k, fn in fns.items()}, repeats)
         fns["served"].session.close()
+        fns["served_bf16"].session.close()
     tokens_per_s = {k: median(v) for k, v in rates.items()}
     result = {
         "model": {k: v for k, v in GPT2_124M.items()} if config.num_layers == 12 else config.__dict__.copy(),
         "prompt_tokens": PROMPT_LENGTH, "new_tokens": NEW_TOKENS, "batch": 1,
-        "tokens_per_s": {k: v for k, v in tokens_per_s.items() if not k.startswith("keras_hub_") or
-                         k == "keras_hub_default"},
-        "not_shipped_tokens_per_s": {k: v for k, v in tokens_per_s.items()
-                                     if k.startswith("keras_hub_") and k != "keras_hub_default"},
+        "tokens_per_s": {k: v for k, v in tokens_per_s.items() if k not in NOT_SHIPPED},
+        "not_shipped_tokens_per_s": {k: v for k, v in tokens_per_s.items() if k in NOT_SHIPPED},
         "tokens_per_s_repeats": rates, "first_call_s": first_call, "token_agreement": agrees, "export_s": export_s, "served_load_s": load_s,
         "weight_bytes": {k: weight_bytes[k] for k in tokens_per_s},
         "fraction_of_bandwidth": {k: tokens_per_s[k] * weight_bytes[k] / (bandwidth_gbs * 1e9)
@@ -201,7 +206,7 @@ def perplexity_ratios(text_run: Path, windows: int) -> dict:
             total, count = total + float(tf.reduce_sum(losses)), count + int(np.prod(losses.shape))
         nll[name] = total / count
     ppl = {k: math.exp(v) for k, v in nll.items()}
-    ppl["served"] = ppl["fp32"]  # the same fp32 weights and loop, served
+    ppl["served"], ppl["served_bf16"] = ppl["fp32"], ppl["bf16"]  # the same weights and loop, served
     return {"perplexity": ppl, "perplexity_ratio": {k: v / ppl["fp32"] for k, v in ppl.items()},
             "perplexity_text": {"run": str(text_run), "corpus": config.corpus, "held_out_windows": len(held_out),
                                 "tokens": int(held_out[:, 1:].size)}}

@@ -42,6 +42,41 @@ def dense_step_flops(config: GANConfig, batch_size: int) -> float:
     return 2.0 * batch_size * (g_macs + d_real + d_fake)
 
 
+def step_gemm_shapes(config: GANConfig, batch_size: int) -> list[tuple[int, int, int]]:
+    """The (M, K, N) of every matmul `dense_step_flops` counts, in the same order of reasoning."""
+    g_dims = [config.latent_dim, *config.generator_units, 28 * 28]
+    d_dims = [28 * 28, *config.discriminator_units, 1]
+    b, shapes = batch_size, []
+    for dims, dx_all in ((g_dims, False), (d_dims, False), (d_dims, False), (d_dims, True)):
+        if dx_all:  # the G tape's extra input-gradients through every D layer
+            shapes += [(b, o, i) for i, o in zip(dims, dims[1:])]
+            continue
+        layers = list(zip(dims, dims[1:]))
+        shapes += [(b, i, o) for i, o in layers]  # forward
+        shapes += [(i, b, o) for i, o in layers]  # weight gradients
+        shapes += [(b, o, i) for i, o in layers[1:]]  # input gradients below the first layer
+    return shapes
+
+
+def gemm_ceiling_steps_per_s(config: GANConfig, batch_size: int, steps: int, repeats: int) -> float:
+    """Steps/s if a step were only its matmuls: the same GEMM shapes alone in one XLA program, nothing else.
+
+    This is the MFU ceiling of the step's own shapes (small matmuls run below the large probe's peak); the gap between
+    it and the real step is the step's other work (elementwise, BatchNorm, Adam, the tapes).
+    """
+    rng = np.random.default_rng(0)
+    operands = [(tf.constant(rng.standard_normal((m, k)), tf.float32), tf.constant(rng.standard_normal((k, n)),
+                 tf.float32)) for m, k, n in step_gemm_shapes(config, batch_size)]
+
+    @tf.function(jit_compile=True)
+    def gemms_only(scale):
+        return {"g_loss": tf.add_n([tf.reduce_sum(tf.matmul(a * scale, b)) for a, b in operands])}
+
+    scale = tf.constant(1.0)
+    gemms_only(scale)
+    return median([_rate(lambda _: gemms_only(scale), lambda: None, steps) for _ in range(repeats)])
+
+
 def _step_fn(config, jit):
     gan = GAN(config)
     return gan, (gan.train_step if jit is None else gan.compiled_train_step(jit_compile=jit))
@@ -83,6 +118,7 @@ def measure(images: np.ndarray, peak_gflops: float, *, batch_size: int = 256, st
     rates = alternate(measures, repeats)
     pipeline_alone = _rate(lambda b: {"g_loss": tf.reduce_sum(b[:1, :1, :1, 0])}, fed, steps * 2)
     steps_per_s = {k: median(v) for k, v in rates.items()}
+    ceiling = gemm_ceiling_steps_per_s(base, batch_size, steps, repeats)
     total_pipelined = sum(steps / r for r in rates["xla_pipeline"])
     result = {
         "flops_per_step": flops, "batch_size": batch_size,
@@ -91,6 +127,8 @@ def measure(images: np.ndarray, peak_gflops: float, *, batch_size: int = 256, st
         "steps_per_s": steps_per_s, "steps_per_s_repeats": rates, "first_call_s": first_call,
         "pipeline_wait_share": sum(waits) / total_pipelined,
         "pipeline_alone_batches_per_s": pipeline_alone,  # the input pipeline with no step: its own CPU cost
+        "gemm_ceiling_steps_per_s": ceiling,
+        "mfu_gemm_ceiling": ceiling * flops / (peak_gflops * 1e9),
         "scaling": _batch_scaling(images, peak_gflops, scaling_batches, batch_size, steps_per_s["xla"], repeats),
     }
     if fid_steps:

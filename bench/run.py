@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     images = image_data.load_arrays("mnist", "train").images
     section("gan", lambda: gan_step.measure(
         images, peak, repeats=repeats, steps=5 if args.quick else 30,
-        scaling_batches=(64, 256) if args.quick else (64, 256, 1024), fid_steps=0 if args.quick else 2000))
+        scaling_batches=(64, 256) if args.quick else (64, 256, 1024), fid_steps=0 if args.quick else 5000))
     small = TextConfig(dropout=0.0)
     section("decode", lambda: decode.measure(
         small if args.quick else TextConfig(**decode.GPT2_124M), results["bandwidth_gbs"], repeats=repeats,

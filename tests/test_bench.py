@@ -26,15 +26,16 @@ def test_quick_bench_writes_results_report_and_plots(tmp_path):
     gan = results["gan"]
     assert set(gan["steps_per_s"]) == {"eager", "function", "xla", "xla_pipeline", "bf16_function", "bf16_xla"}
     assert all(v > 0 for v in gan["steps_per_s"].values())
-    assert gan["flops_per_step"] > 0 and 0 < gan["mfu_xla"]
+    assert gan["flops_per_step"] > 0 and 0 < gan["mfu_xla"] and 0 < gan["mfu_gemm_ceiling"]
     decode = results["decode"]
-    assert {"keras_hub_default", "fp32", "bf16", "served"} <= set(decode["tokens_per_s"])
+    assert {"keras_hub_default", "fp32", "bf16", "served", "served_bf16"} <= set(decode["tokens_per_s"])
     for key in ("weight_bytes", "fraction_of_bandwidth"):
         assert set(decode[key]) >= set(decode["tokens_per_s"])
     assert decode["weight_bytes"]["bf16"] < decode["weight_bytes"]["fp32"]
     assert {"fp32", "bf16"} <= set(decode["perplexity_ratio"]) and decode["perplexity_ratio"]["fp32"] == 1.0
     # the project's fp32 loop and its served export decode exactly keras-hub's greedy tokens
     assert decode["token_agreement"]["fp32"] == 1.0 and decode["token_agreement"]["served"] == 1.0
+    assert decode["token_agreement"]["served_bf16"] == decode["token_agreement"]["bf16"]  # bf16 serves its own tokens
     assert decode["scaling"]["batch"] and decode["scaling"]["prompt"]
     train = results["train"]
     assert set(train["tokens_per_s"]) == {"bare_fit", "aigc_tf", "aigc_tf_bf16"} and train["mfu"] > 0

@@ -55,7 +55,8 @@ def test_bf16_halves_the_bytes_read_and_keeps_the_logits_close(causal_lm):
     fp32 = KVCacheDecoder(causal_lm.backbone, "fp32")
     bf16 = KVCacheDecoder(causal_lm.backbone, "bf16", jit_compile=True)
     assert bf16.lm_head.dtype == tf.bfloat16 and bf16.layers[0]["qkv"].dtype == tf.bfloat16
-    assert bf16.layers[0]["qkv_bias"].dtype == tf.float32  # biases and LayerNorm stay fp32
+    assert bf16.layers[0]["ln1_gamma"].dtype == tf.float32  # LayerNorm stays fp32
+    assert bf16.layers[0]["qkv"].shape == (48, 17) and bf16.layers[0]["qkv_bias"] is None  # [out, in + bias]
     assert 0.45 < bf16.weight_bytes / fp32.weight_bytes < 0.55
     ids = tf.constant(np.random.default_rng(0).integers(1, 300, [2, 10]), tf.int32)
     reference = causal_lm({"token_ids": ids, "padding_mask": tf.ones_like(ids, tf.bool)}).numpy()
@@ -80,3 +81,13 @@ def test_with_precision_casts_the_weights_and_refuses_unknown_ones(causal_lm):
     assert with_precision(causal_lm, "fp32") is causal_lm
     with pytest.raises(AigcError, match="precision"):
         with_precision(causal_lm, "int3")
+
+
+def test_bf16_compiled_per_step_gives_the_tokens_of_the_whole_loop_compiled_at_once(causal_lm):
+    inputs = ragged_prompts()
+    per_step = KVCacheDecoder(causal_lm.backbone, "bf16", jit_compile=True)
+    whole = KVCacheDecoder(causal_lm.backbone, "bf16", jit_compile=True, compile_per_step=False)
+    assert per_step.compile_per_step and not whole.compile_per_step
+    got = per_step.generate_step(inputs)["token_ids"].numpy()
+    np.testing.assert_array_equal(got, whole.generate_step(inputs)["token_ids"].numpy())
+    np.testing.assert_array_equal(got[:, :3], inputs["token_ids"].numpy()[:, :3])

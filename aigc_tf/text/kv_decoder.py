@@ -15,6 +15,13 @@ as `GreedySampler` + `generate_step` (a test checks it) with the same weights la
   convert into such a transposed dot at full bandwidth, while oneDNN's bf16 GEMM and XLA's [in, out] bf16 dot read
   bf16 slower than fp32. So bf16 decoding runs under XLA; LayerNorm, softmax, the cache and the residual stream
   stay float32.
+- bf16 compiles one XLA program per token step (and one for the prefill) and loops over them in the TF graph, where
+  fp32 compiles the whole loop. Inside an XLA `while`, the bf16 -> fp32 convert of a weight is loop-invariant, so
+  XLA hoists it out of the loop and every token then reads materialised fp32 weights: measured on the LM head
+  ([1, 768] x [768, 50257], `bench/RESULTS.md`), a bf16 matvec inside an XLA loop took as long as fp32 (4.7 ms),
+  while the same step compiled alone and called from a graph loop took 2.2 ms (fp32 5.0 ms). The graph loop costs a
+  call per token and a copy of the KV cache (the step cannot update its input in place), small next to the bytes
+  saved.
 
 The module is a `tf.Module`, so `aigc_tf.export` can track its variables and serve the same loop.
 """
@@ -40,10 +47,13 @@ class KVCacheDecoder(tf.Module):
     Args:
         backbone: a built `keras_hub.models.GPT2Backbone` (fp32 or bf16 weights).
         precision: "fp32" or "bf16": the dtype of the matmul weights.
-        jit_compile: compile the loop with XLA (needs static shapes: the prefill length becomes part of the trace).
+        jit_compile: compile with XLA (needs static shapes: the prefill length becomes part of the trace).
+        compile_per_step: under XLA, compile each token step on its own and loop in the graph instead of compiling
+            the whole loop; default: for bf16 only (see the module docstring).
     """
 
-    def __init__(self, backbone, precision: str = "fp32", jit_compile: bool = False):
+    def __init__(self, backbone, precision: str = "fp32", jit_compile: bool = False,
+                 compile_per_step: bool | None = None):
         super().__init__(name="kv_cache_decoder")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -62,6 +72,17 @@ class KVCacheDecoder(tf.Module):
         def vector(value, name):  # biases, LayerNorm: few bytes, kept in float32
             return tf.Variable(value, trainable=False, name=name)
 
+        def dense(kernel, bias, name):
+            """(kernel, bias) variables; transposed, the bias rides in the kernel's last column, (None as bias).
+
+            XLA's CPU matvec over a converted bf16 kernel slows down 3-5x when an elementwise consumer such as the
+            bias add is fused into it (48 GPT-2 124M layer matvecs: 31.7 ms with `+ bias`, 5.9 ms with the bias
+            folded in, measured side by side); a column of ones appended to the input adds it instead.
+            """
+            if not self.transposed:
+                return matrix(kernel, name), vector(bias, f"{name}_bias")
+            return matrix(tf.concat([kernel, bias[None, :]], 0), name), None
+
         embeddings = weights["token_embedding/embeddings"]  # (V, C)
         # The LM head is the tied embedding: (C, V) for a plain dot; (V, C), the table itself, when transposed.
         self.lm_head = matrix(tf.transpose(embeddings), "lm_head")
@@ -74,22 +95,28 @@ class KVCacheDecoder(tf.Module):
             attention = "self_attention/"
             qkv = tf.concat([tf.reshape(w[attention + n + "/kernel"], [c, c]) for n in ("query", "key", "value")], 1)
             qkv_bias = tf.concat([tf.reshape(w[attention + n + "/bias"], [c]) for n in ("query", "key", "value")], 0)
-            self.layers.append({
+            layer = {
                 "ln1_gamma": vector(w["self_attention_layer_norm/gamma"], f"l{i}_ln1_gamma"),
                 "ln1_beta": vector(w["self_attention_layer_norm/beta"], f"l{i}_ln1_beta"),
-                "qkv": matrix(qkv, f"l{i}_qkv"), "qkv_bias": vector(qkv_bias, f"l{i}_qkv_bias"),
-                "out": matrix(tf.reshape(w[attention + "attention_output/kernel"], [c, c]), f"l{i}_out"),
-                "out_bias": vector(w[attention + "attention_output/bias"], f"l{i}_out_bias"),
                 "ln2_gamma": vector(w["feedforward_layer_norm/gamma"], f"l{i}_ln2_gamma"),
                 "ln2_beta": vector(w["feedforward_layer_norm/beta"], f"l{i}_ln2_beta"),
-                "ff1": matrix(w["feedforward_intermediate_dense/kernel"], f"l{i}_ff1"),
-                "ff1_bias": vector(w["feedforward_intermediate_dense/bias"], f"l{i}_ff1_bias"),
-                "ff2": matrix(w["feedforward_output_dense/kernel"], f"l{i}_ff2"),
-                "ff2_bias": vector(w["feedforward_output_dense/bias"], f"l{i}_ff2_bias"),
-            })
+            }
+            layer["qkv"], layer["qkv_bias"] = dense(qkv, qkv_bias, f"l{i}_qkv")
+            layer["out"], layer["out_bias"] = dense(tf.reshape(w[attention + "attention_output/kernel"], [c, c]),
+                                                    w[attention + "attention_output/bias"], f"l{i}_out")
+            layer["ff1"], layer["ff1_bias"] = dense(w["feedforward_intermediate_dense/kernel"],
+                                                    w["feedforward_intermediate_dense/bias"], f"l{i}_ff1")
+            layer["ff2"], layer["ff2_bias"] = dense(w["feedforward_output_dense/kernel"],
+                                                    w["feedforward_output_dense/bias"], f"l{i}_ff2")
+            self.layers.append(layer)
         self.final_gamma = vector(weights["layer_norm/gamma"], "final_gamma")
         self.final_beta = vector(weights["layer_norm/beta"], "final_beta")
-        self.decode = tf.function(self._decode_loop, jit_compile=jit_compile)
+        if compile_per_step is None:
+            compile_per_step = precision == "bf16"
+        self.compile_per_step = bool(jit_compile and compile_per_step)
+        # The forward pass the loop calls: its own XLA program per shape (prefill, step) when compiled per step.
+        self._advance = tf.function(self._pick_next, jit_compile=True) if self.compile_per_step else self._pick_next
+        self.decode = tf.function(self._decode_loop, jit_compile=jit_compile and not self.compile_per_step)
         self._logits = tf.function(self._all_logits, jit_compile=jit_compile)
 
     @property
@@ -98,11 +125,14 @@ class KVCacheDecoder(tf.Module):
         read = {id(v): v for v in self.variables if self.transposed or v is not self.token_embedding}
         return int(sum(v.shape.num_elements() * v.dtype.size for v in read.values()))
 
-    def _dense(self, x, kernel, bias):
-        """x (N, in) float32 -> (N, out) float32."""
-        if self.transposed:
-            return tf.matmul(x, tf.cast(kernel, tf.float32), transpose_b=True) + bias
-        return tf.matmul(x, kernel) + bias
+    def _dense(self, x, kernel, bias=None):
+        """x (N, in) float32 -> (N, out) float32. A transposed kernel of in + 1 columns carries its own bias."""
+        if not self.transposed:
+            y = tf.matmul(x, kernel)
+            return y if bias is None else y + bias
+        if kernel.shape[1] == x.shape[-1] + 1:
+            x = tf.concat([x, tf.ones_like(x[:, :1])], 1)
+        return tf.matmul(x, tf.cast(kernel, tf.float32), transpose_b=True)
 
     def _forward(self, token_ids, start, caches):
         """Run (B, T) tokens at positions start..start+T-1 through the layers, writing their keys and values.
@@ -114,7 +144,8 @@ class KVCacheDecoder(tf.Module):
         h_count, c = self.num_heads, self.hidden_dim
         d = c // h_count
         x = tf.cast(tf.gather(self.token_embedding, token_ids), tf.float32)  # (B, T, C) (the table is (V, C))
-        x += tf.slice(self.position_embedding, [start, 0], [length, c])
+        x += xla.dynamic_slice(self.position_embedding, [start, 0], [length, c])  # tf.slice would make `start` a
+        # compile-time constant of a step compiled on its own: one XLA compilation per position
         cache_length = tf.shape(caches[0])[2]
         query_positions = start + tf.range(length)  # (T,)
         visible = tf.range(cache_length)[None, :] <= query_positions[:, None]  # (T, S): causal over the cache
@@ -137,13 +168,14 @@ class KVCacheDecoder(tf.Module):
             x += tf.reshape(self._dense(h, layer["ff2"], layer["ff2_bias"]), [batch, length, c])
         return _layer_norm(x, self.final_gamma, self.final_beta), new_caches
 
-    def _next_token(self, hidden):
-        """Greedy pick from the last position's hidden state (B, C)."""
-        return tf.argmax(self._head(hidden), axis=-1, output_type=tf.int32)
+    def _pick_next(self, token_ids, start, caches):
+        """`_forward`, then the greedy pick from the last position: (B,) next tokens and the updated caches."""
+        hidden, caches = self._forward(token_ids, start, caches)
+        return tf.argmax(self._head(hidden[:, -1]), axis=-1, output_type=tf.int32), caches
 
     def _head(self, hidden):
         """Logits (N, V) from final hidden states (N, C)."""
-        return self._dense(hidden, self.lm_head, 0.0)
+        return self._dense(hidden, self.lm_head)
 
     def _empty_caches(self, batch, length):
         d = self.hidden_dim // self.num_heads
@@ -159,8 +191,7 @@ class KVCacheDecoder(tf.Module):
         token_ids = tf.cast(token_ids, tf.int32)
         padding_mask = tf.cast(padding_mask, tf.bool)
         batch, total = tf.shape(token_ids)[0], tf.shape(token_ids)[1]
-        hidden, caches = self._forward(token_ids[:, :prefill_length], 0, self._empty_caches(batch, total))
-        guess = self._next_token(hidden[:, -1])
+        guess, caches = self._advance(token_ids[:, :prefill_length], 0, self._empty_caches(batch, total))
 
         def keep_prompt(index, guess):
             return tf.where(padding_mask[:, index], token_ids[:, index], guess)
@@ -175,8 +206,8 @@ class KVCacheDecoder(tf.Module):
             token = keep_prompt(index, guess)
             ids = write(ids, index, token)
             done = done | (~padding_mask[:, index] & tf.equal(token, stop_token_id))
-            hidden, caches = self._forward(token[:, None], index, list(caches))
-            return (index + 1, ids, done, self._next_token(hidden[:, -1]), *caches)
+            guess, caches = self._advance(token[:, None], index, list(caches))
+            return (index + 1, ids, done, guess, *caches)
 
         index = tf.convert_to_tensor(prefill_length, tf.int32)
         done = tf.zeros([batch], tf.bool)
