@@ -14,7 +14,11 @@ as `GreedySampler` + `generate_step` (a test checks it) with the same weights la
   product bound by reading the matrix; measured on a 2-core AVX-512 VM (bench/RESULTS.md), XLA fuses the bf16 -> fp32
   convert into such a transposed dot at full bandwidth, while oneDNN's bf16 GEMM and XLA's [in, out] bf16 dot read
   bf16 slower than fp32. So bf16 decoding runs under XLA; LayerNorm, softmax, the cache and the residual stream
-  stay float32.
+  stay float32. A bias add fused into that converted dot slowed it 5x, so bf16 kernels carry their bias as an extra
+  input column (bf16 rounds the bias too; the perplexity ratio in bench/RESULTS.md covers it).
+- weight-only int8 (one scale per output channel, same layout, compiled per step) was tried and not kept: on the same
+  machine it decoded at 0.8x the bf16 speed (73-78 vs 93 tokens/s for GPT-2 124M), although its matvecs alone ran
+  1.5x faster than bf16's.
 - bf16 compiles one XLA program per token step (and one for the prefill) and loops over them in the TF graph, where
   fp32 compiles the whole loop. Inside an XLA `while`, the bf16 -> fp32 convert of a weight is loop-invariant, so
   XLA hoists it out of the loop and every token then reads materialised fp32 weights: measured on the LM head
