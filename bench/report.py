@@ -258,11 +258,13 @@ def write_plots(r: dict, folder: Path) -> list[Path]:
         dec = r["decode"]
         tps = {**dec["tokens_per_s"], **dec.get("not_shipped_tokens_per_s", {})}
         fig, ax = plt.subplots(figsize=(7, 3.5))
-        ax.barh(list(tps), list(tps.values()), color="tab:blue")
+        shipped = dec["tokens_per_s"]
+        ax.barh(list(tps), list(tps.values()), color=["tab:blue" if k in shipped else "tab:gray" for k in tps])
         for k, frac in dec["fraction_of_bandwidth"].items():
             ax.text(tps[k], k, f" {frac:.0%} of bandwidth", va="center", fontsize=8)
+        ax.set_xlim(0, max(tps.values()) * 1.3)  # room for the labels
         ax.set_xlabel("new tokens/s (batch 1, GPT-2 124M)")
-        ax.set_title("Decoding variants")
+        ax.set_title("Decoding variants (grey: measured, not shipped)")
         save(fig, "decode_variants.png")
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
         for ax, axis, label in ((axes[0], "batch", "batch size (16-token prompt)"),

@@ -9,9 +9,10 @@ differ only in how the next token is picked from the logits:
   tokens whose probability adds up to p.
 - beam: keep the `num_beams` most likely sequences at every step; returns the best (or the best N).
 
-Several return sequences of a stochastic sampler are drawn by repeating the prompt in the batch. Decoding is compiled
-with XLA when the model was compiled with `jit_compile=True` (keras-hub's "auto" turns XLA off on CPU; we measured
-XLA faster for our models, see bench/RESULTS.md).
+Several return sequences of a stochastic sampler are drawn by repeating the prompt in the batch. keras-hub's loop runs
+with its own `jit_compile="auto"` (XLA on accelerators, not on CPU) unless XLA is asked for: on a 2-core CPU its XLA
+loop ran 0.93x the plain one for greedy GPT-2 124M (bench/RESULTS.md) and 0.28x for top-p on the demo model (XLA's
+CPU sort over the 50,257-token vocabulary, 2.1 s against 0.59 s per 64-token call).
 
 Greedy decoding takes a faster road to the same tokens: `aigc_tf.text.kv_decoder.KVCacheDecoder`, one compiled loop
 over a preallocated KV cache, in fp32 or with bf16 weights (`precision`).
@@ -68,9 +69,12 @@ def check_lengths(causal_lm, prompts: list[str], max_length: int) -> None:
 
 def generate(causal_lm, prompts: list[str], sampler: str = "greedy", *, max_length: int = 64,
              num_return_sequences: int = 1, seed: int = 0, temperature: float = 1.0, top_k: int = 50,
-             top_p: float = 0.9, num_beams: int = 4, jit_compile: bool = True,
+             top_p: float = 0.9, num_beams: int = 4, jit_compile: bool | None = None,
              precision: str = "fp32") -> list[list[str]]:
     """For each prompt, `num_return_sequences` texts (prompt included), decoded with the named sampler.
+
+    `jit_compile`: None picks what was measured faster (XLA for the greedy KV-cache decoder, keras-hub's "auto" for
+    the other samplers); True or False forces it.
 
     `precision="bf16"` decodes with bfloat16 weights (half the bytes read per token); greedy decoding runs the
     KV-cache decoder, the other samplers keras-hub's loop on a bf16 copy of the model.
@@ -90,7 +94,7 @@ def generate(causal_lm, prompts: list[str], sampler: str = "greedy", *, max_leng
         raise AigcError(f"beam search returns at most --num-beams ({num_beams}) sequences")
     check_lengths(causal_lm, prompts, max_length)
     if sampler == "greedy":
-        return [[text] for text in greedy_generate(causal_lm, prompts, max_length, precision, jit_compile)]
+        return [[text] for text in greedy_generate(causal_lm, prompts, max_length, precision, jit_compile is not False)]
     if precision != "fp32":
         from aigc_tf.text.model import with_precision
 
@@ -99,7 +103,7 @@ def generate(causal_lm, prompts: list[str], sampler: str = "greedy", *, max_leng
     keras.utils.set_random_seed(seed)  # seeds the sampler's SeedGenerator: the same seed gives the same text
     all_beams = sampler == "beam" and num_return_sequences > 1
     causal_lm.compile(sampler=make_sampler(sampler, temperature, top_k, top_p, num_beams, seed, all_beams),
-                      jit_compile=jit_compile)
+                      jit_compile="auto" if jit_compile is None else jit_compile)
     if all_beams:
         return [_best_beams(causal_lm, prompt, max_length, num_return_sequences) for prompt in prompts]
     batch = [p for p in prompts for _ in range(num_return_sequences)]
