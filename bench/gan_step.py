@@ -115,7 +115,13 @@ def measure(images: np.ndarray, peak_gflops: float, *, batch_size: int = 256, st
                 step(fed())
             waits.clear()
             measures["xla_pipeline"] = lambda step=step, fed=fed: _rate(step, fed, steps)
+    # Attribution, not a shipped variant: the same XLA step without D's Dropout (rate 0 skips the layer), which
+    # prices the random masks (Keras draws them with TF's stateless RNG) inside the step's non-matmul time.
+    _, no_dropout = _step_fn(base.replace(dropout=0.0), True)
+    no_dropout(batch)
+    measures["xla_no_dropout"] = lambda: _rate(no_dropout, lambda: batch, steps)
     rates = alternate(measures, repeats)
+    attribution = {"xla_no_dropout": median(rates.pop("xla_no_dropout"))}
     pipeline_alone = _rate(lambda b: {"g_loss": tf.reduce_sum(b[:1, :1, :1, 0])}, fed, steps * 2)
     steps_per_s = {k: median(v) for k, v in rates.items()}
     ceiling = gemm_ceiling_steps_per_s(base, batch_size, steps, repeats)
@@ -127,7 +133,7 @@ def measure(images: np.ndarray, peak_gflops: float, *, batch_size: int = 256, st
         "steps_per_s": steps_per_s, "steps_per_s_repeats": rates, "first_call_s": first_call,
         "pipeline_wait_share": sum(waits) / total_pipelined,
         "pipeline_alone_batches_per_s": pipeline_alone,  # the input pipeline with no step: its own CPU cost
-        "gemm_ceiling_steps_per_s": ceiling,
+        "gemm_ceiling_steps_per_s": ceiling, "attribution_steps_per_s": attribution,
         "mfu_gemm_ceiling": ceiling * flops / (peak_gflops * 1e9),
         "scaling": _batch_scaling(images, peak_gflops, scaling_batches, batch_size, steps_per_s["xla"], repeats),
     }

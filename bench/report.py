@@ -160,8 +160,17 @@ def limits(r: dict) -> list[str]:
                        f"GEMM peak ({_f(gan['gemm_ceiling_steps_per_s'])} steps/s): that is the ceiling of these "
                        f"shapes on this CPU. The XLA step reaches {gan['mfu_xla'] / ceiling:.0%} of it; the other "
                        f"{1e3 / sps_xla - 1e3 / gan['gemm_ceiling_steps_per_s']:.1f} ms of the step's "
-                       f"{1e3 / sps_xla:.1f} ms are BatchNorm, LeakyReLU, the losses and two Adam updates "
+                       f"{1e3 / sps_xla:.1f} ms are BatchNorm, LeakyReLU, Dropout, the losses and two Adam updates "
                        "(memory-bound work the GEMM peak does not count).")
+        no_dropout = gan.get("attribution_steps_per_s", {}).get("xla_no_dropout")
+        if no_dropout:
+            masks = 1e3 / sps_xla - 1e3 / no_dropout
+            out.append(f"- GAN, where the non-matmul time goes: the same XLA step without D's Dropout runs "
+                       f"{_f(no_dropout)} steps/s ({1e3 / no_dropout:.1f} ms, MFU {_pct(gan['mfu_xla'] * no_dropout / sps_xla)}"
+                       f"): Dropout (drawing its random masks and applying them) costs {masks:.1f} ms per step, "
+                       f"{masks / (1e3 / sps_xla - 1e3 / gan['gemm_ceiling_steps_per_s']):.0%} of the non-matmul "
+                       "time. Dropout is part of the model (it keeps D from memorising), so it stays; a cheaper "
+                       "mask generator would change every published training result.")
         sps = gan["steps_per_s"]
         out.append(f"- GAN input pipeline: `xla_pipeline` runs at {sps['xla_pipeline'] / sps['xla']:.2f}x `xla` while "
                    f"waiting in `next()` only {gan['pipeline_wait_share']:.1%} of the time: the batches are ready, but "

@@ -27,6 +27,7 @@ def test_quick_bench_writes_results_report_and_plots(tmp_path):
     assert set(gan["steps_per_s"]) == {"eager", "function", "xla", "xla_pipeline", "bf16_function", "bf16_xla"}
     assert all(v > 0 for v in gan["steps_per_s"].values())
     assert gan["flops_per_step"] > 0 and 0 < gan["mfu_xla"] and 0 < gan["mfu_gemm_ceiling"]
+    assert gan["attribution_steps_per_s"]["xla_no_dropout"] > 0
     decode = results["decode"]
     assert {"keras_hub_default", "fp32", "bf16", "served", "served_bf16"} <= set(decode["tokens_per_s"])
     for key in ("weight_bytes", "fraction_of_bandwidth"):
