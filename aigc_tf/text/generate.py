@@ -11,7 +11,7 @@ differ only in how the next token is picked from the logits:
 
 Several return sequences of a stochastic sampler are drawn by repeating the prompt in the batch. keras-hub's loop runs
 with its own `jit_compile="auto"` (XLA on accelerators, not on CPU) unless XLA is asked for: on a 2-core CPU its XLA
-loop ran 0.93x the plain one for greedy GPT-2 124M (bench/RESULTS.md) and 0.28x for top-p on the demo model (XLA's
+loop ran 0.93-0.95x the plain one for greedy GPT-2 124M (bench/RESULTS.md, `keras_hub_xla`) and 0.28x for top-p on the demo model (XLA's
 CPU sort over the 50,257-token vocabulary, 2.1 s against 0.59 s per 64-token call).
 
 Greedy decoding takes a faster road to the same tokens: `aigc_tf.text.kv_decoder.KVCacheDecoder`, one compiled loop

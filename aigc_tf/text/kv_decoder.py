@@ -21,11 +21,11 @@ as `GreedySampler` + `generate_step` (a test checks it) with the same weights la
   1.5x faster than bf16's.
 - bf16 compiles one XLA program per token step (and one for the prefill) and loops over them in the TF graph, where
   fp32 compiles the whole loop. Inside an XLA `while`, the bf16 -> fp32 convert of a weight is loop-invariant, so
-  XLA hoists it out of the loop and every token then reads materialised fp32 weights: measured on the LM head
-  ([1, 768] x [768, 50257], `bench/RESULTS.md`), a bf16 matvec inside an XLA loop took as long as fp32 (4.7 ms),
+  XLA hoists it out of the loop and every token then reads materialised fp32 weights: measured side by side on the LM
+  head ([1, 768] x [768, 50257], same VM), a bf16 matvec inside an XLA loop took as long as fp32 (4.7 ms),
   while the same step compiled alone and called from a graph loop took 2.2 ms (fp32 5.0 ms). The graph loop costs a
   call per token and a copy of the KV cache (the step cannot update its input in place), small next to the bytes
-  saved.
+  saved. The bench's `bf16_whole_loop` variant keeps measuring the difference for the whole decoder.
 
 The module is a `tf.Module`, so `aigc_tf.export` can track its variables and serve the same loop.
 """
@@ -77,7 +77,7 @@ class KVCacheDecoder(tf.Module):
             return tf.Variable(value, trainable=False, name=name)
 
         def dense(kernel, bias, name):
-            """(kernel, bias) variables; transposed, the bias rides in the kernel's last column, (None as bias).
+            """(kernel, bias) variables; for bf16 the bias rides in the kernel's last column and bias is None.
 
             XLA's CPU matvec over a converted bf16 kernel slows down 3-5x when an elementwise consumer such as the
             bias add is fused into it (48 GPT-2 124M layer matvecs: 31.7 ms with `+ bias`, 5.9 ms with the bias
