@@ -130,11 +130,11 @@ class KVCacheDecoder(tf.Module):
         return int(sum(v.shape.num_elements() * v.dtype.size for v in read.values()))
 
     def _dense(self, x, kernel, bias=None):
-        """x (N, in) float32 -> (N, out) float32. A transposed kernel of in + 1 columns carries its own bias."""
+        """x (N, in) float32 -> (N, out) float32. A bf16 layer kernel [out, in + 1] carries its own bias."""
         if not self.transposed:
             y = tf.matmul(x, kernel)
             return y if bias is None else y + bias
-        if kernel.shape[1] == x.shape[-1] + 1:
+        if kernel is not self.lm_head:  # a layer's kernel, bias folded in by `dense` (the tied LM head has none)
             x = tf.concat([x, tf.ones_like(x[:, :1])], 1)
         return tf.matmul(x, tf.cast(kernel, tf.float32), transpose_b=True)
 
