@@ -15,12 +15,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import signal
-import threading
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 

@@ -24,26 +24,14 @@ VARIANTS = {  # name: (precision, jit_compile; None = eager)
 }
 
 
-def dense_step_flops(config: GANConfig, batch_size: int) -> float:
-    """Matmul FLOPs of one train step (both networks), counted by hand from the Dense shapes.
+def step_gemm_shapes(config: GANConfig, batch_size: int) -> list[tuple[int, int, int]]:
+    """The (M, K, N) of every matmul of one train step (both networks), counted by hand from the Dense shapes.
 
-    Per Dense layer and example: forward, weight-gradient and input-gradient matmuls each cost 2*in*out FLOPs.
+    Per Dense layer: a forward, a weight-gradient and an input-gradient matmul, each 2*batch*in*out FLOPs.
     G: forward + dW + dx (no dx into the noise). D on real: forward + dW + dx below the first layer.
     D on fake: forward + dW + dx below the first layer (the D tape) + dx through every layer (the G tape, whose
     gradient must reach G). Elementwise ops are left out: they are not what bounds the step.
     """
-    g_dims = [config.latent_dim, *config.generator_units, 28 * 28]
-    d_dims = [28 * 28, *config.discriminator_units, 1]
-    g = [a * b for a, b in zip(g_dims, g_dims[1:])]
-    d = [a * b for a, b in zip(d_dims, d_dims[1:])]
-    g_macs = 2 * sum(g) + sum(g[1:])
-    d_real = 2 * sum(d) + sum(d[1:])
-    d_fake = 2 * sum(d) + sum(d[1:]) + sum(d)
-    return 2.0 * batch_size * (g_macs + d_real + d_fake)
-
-
-def step_gemm_shapes(config: GANConfig, batch_size: int) -> list[tuple[int, int, int]]:
-    """The (M, K, N) of every matmul `dense_step_flops` counts, in the same order of reasoning."""
     g_dims = [config.latent_dim, *config.generator_units, 28 * 28]
     d_dims = [28 * 28, *config.discriminator_units, 1]
     b, shapes = batch_size, []
@@ -56,6 +44,11 @@ def step_gemm_shapes(config: GANConfig, batch_size: int) -> list[tuple[int, int,
         shapes += [(i, b, o) for i, o in layers]  # weight gradients
         shapes += [(b, o, i) for i, o in layers[1:]]  # input gradients below the first layer
     return shapes
+
+
+def dense_step_flops(config: GANConfig, batch_size: int) -> float:
+    """Matmul FLOPs of one train step: 2*M*K*N summed over `step_gemm_shapes`."""
+    return float(sum(2 * m * k * n for m, k, n in step_gemm_shapes(config, batch_size)))
 
 
 def gemm_ceiling_steps_per_s(config: GANConfig, batch_size: int, steps: int, repeats: int) -> float:

@@ -147,7 +147,8 @@ def limits(r: dict) -> list[str]:
     out = ["## What limits each figure (from this run's measurements)", ""]
     gan, dec = r.get("gan"), r.get("decode")
     if gan:
-        sc, sps_xla = gan["scaling"], gan["steps_per_s"]["xla"]
+        sc, sps = gan["scaling"], gan["steps_per_s"]
+        step_ms = 1e3 / sps["xla"]
         trend = ", ".join(f"batch {b}: {_pct(row['mfu'])}" for b, row in sc.items())
         out.append(f"- GAN: MFU grows with the batch ({trend}): at batch {gan['batch_size']} the step's matmuls are "
                    "small ([256, <=1024] x [<=1024, <=1024]) and the step also runs elementwise work, Adam updates of "
@@ -155,23 +156,22 @@ def limits(r: dict) -> list[str]:
                    "the gap is per-step fixed cost rather than matmul speed.")
         if "mfu_gemm_ceiling" in gan:
             ceiling = gan["mfu_gemm_ceiling"]
+            other_ms = step_ms - 1e3 / gan["gemm_ceiling_steps_per_s"]  # the step's time outside its matmuls
             out.append(f"- GAN, the 75% MFU target: the step's own matmul "
                        f"shapes, run alone in one XLA program with nothing else, reach {_pct(ceiling)} of the probe's "
                        f"GEMM peak ({_f(gan['gemm_ceiling_steps_per_s'])} steps/s): that is the ceiling of these "
                        f"shapes on this CPU. The XLA step reaches {gan['mfu_xla'] / ceiling:.0%} of it; the other "
-                       f"{1e3 / sps_xla - 1e3 / gan['gemm_ceiling_steps_per_s']:.1f} ms of the step's "
-                       f"{1e3 / sps_xla:.1f} ms are BatchNorm, LeakyReLU, Dropout, the losses and two Adam updates "
+                       f"{other_ms:.1f} ms of the step's {step_ms:.1f} ms are BatchNorm, LeakyReLU, Dropout, the losses and two Adam updates "
                        "(memory-bound work the GEMM peak does not count).")
         no_dropout = gan.get("attribution_steps_per_s", {}).get("xla_no_dropout")
-        if no_dropout:
-            masks = 1e3 / sps_xla - 1e3 / no_dropout
+        if no_dropout and "mfu_gemm_ceiling" in gan:
+            masks = step_ms - 1e3 / no_dropout
             out.append(f"- GAN, where the non-matmul time goes: the same XLA step without D's Dropout runs "
-                       f"{_f(no_dropout)} steps/s ({1e3 / no_dropout:.1f} ms, MFU {_pct(gan['mfu_xla'] * no_dropout / sps_xla)}"
+                       f"{_f(no_dropout)} steps/s ({1e3 / no_dropout:.1f} ms, MFU {_pct(gan['mfu_xla'] * no_dropout / sps['xla'])}"
                        f"): Dropout (drawing its random masks and applying them) costs {masks:.1f} ms per step, "
-                       f"{masks / (1e3 / sps_xla - 1e3 / gan['gemm_ceiling_steps_per_s']):.0%} of the non-matmul "
+                       f"{masks / other_ms:.0%} of the non-matmul "
                        "time. Dropout is part of the model (it keeps D from memorising), so it stays; a cheaper "
                        "mask generator would change every published training result.")
-        sps = gan["steps_per_s"]
         out.append(f"- GAN input pipeline: `xla_pipeline` runs at {sps['xla_pipeline'] / sps['xla']:.2f}x `xla` while "
                    f"waiting in `next()` only {gan['pipeline_wait_share']:.1%} of the time: the batches are ready, but "
                    f"producing one costs {1e3 / gan['pipeline_alone_batches_per_s']:.1f} ms of CPU in tf.data's "
