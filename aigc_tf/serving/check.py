@@ -8,7 +8,16 @@ else, the graph's op types are listed and compared with the ops core TensorFlow 
 registers (TF Text's `RegexSplitWithOffsets` for GPT-2's string signatures) is marked, because the server must be
 built with that library's kernels.
 
-`python -m aigc_tf.serving.check EXPORT_DIR` is the worker: it prints one JSON report on stdout.
+The worker answers as a stock `tensorflow_model_server` would: that server calls `tensorflow::DisableXlaCompilation()`
+at start-up unless it is given `--xla_cpu_compilation_enabled` (or the GPU flag), after which every `jit_compile=True`
+function fails with "XLA compilation disabled" (`tensorflow_serving/model_servers/main.cc`). The worker calls the same
+function, exported by TensorFlow's `libtensorflow_cc.so.2`, before it loads anything; `--xla` checks as a server
+started with the flag. Requests are built the way the server builds them (`predict_util.cc`): inputs a client leaves
+out are taken from the SignatureDef's `defaults`, and a request that leaves out an input without one is refused. The
+export's warm-up file (`assets.extra/tf_serving_warmup_requests`) is replayed first, as the server does at load time,
+and the first request after it is timed against the cold first call.
+
+`python -m aigc_tf.serving.check EXPORT_DIR [--xla]` is the worker: it prints one JSON report on stdout.
 """
 
 from __future__ import annotations
@@ -62,6 +71,24 @@ def signature_op_types(export_dir_or_meta_graph, signature: str = "serving_defau
     A server can run the signature only if it has every one of these kernels: for example GPT-2's string signatures
     need TF Text's `RegexSplitWithOffsets`, its token signature only core TensorFlow ops.
     """
+    return {node.op for node in _signature_nodes(export_dir_or_meta_graph, signature)}
+
+
+def signature_needs_xla(meta_graph, signature: str = "serving_default") -> bool:
+    """Whether a signature calls a function compiled with XLA (`jit_compile=True` marks it `_XlaMustCompile`) or an
+    `Xla*` op (tf2xla's, compiled on demand): a stock model server, which disables XLA, cannot run it."""
+    functions = {f.signature.name: f for f in meta_graph.graph_def.library.function}
+    for node in _signature_nodes(meta_graph, signature):
+        if node.attr["_XlaMustCompile"].b or node.op.startswith("Xla"):  # Xla* ops run only through XLA
+            return True
+        called = [a.func.name for a in node.attr.values() if a.func.name]
+        if any(functions[f].attr["_XlaMustCompile"].b for f in called if f in functions):
+            return True
+    return False
+
+
+def _signature_nodes(export_dir_or_meta_graph, signature: str):
+    """Every node a signature's outputs depend on, inside called functions too."""
     meta_graph = export_dir_or_meta_graph
     if isinstance(meta_graph, (str, Path)):
         meta_graph = read_meta_graph(meta_graph)
@@ -70,10 +97,10 @@ def signature_op_types(export_dir_or_meta_graph, signature: str = "serving_defau
     functions = {f.signature.name: f for f in meta_graph.graph_def.library.function}
     nodes = {n.name: n for n in meta_graph.graph_def.node}
     pending = [nodes[t.name.split(":")[0]] for t in meta_graph.signature_def[signature].outputs.values()]
-    ops, seen_functions, seen_nodes = set(), set(), set()
+    seen_functions, seen_nodes = set(), set()
     while pending:
         node = pending.pop()
-        ops.add(node.op)
+        yield node
         called = [a.func.name for a in node.attr.values() if a.func.name]
         called += [f.name for a in node.attr.values() for f in a.list.func]
         for name in called:
@@ -85,7 +112,6 @@ def signature_op_types(export_dir_or_meta_graph, signature: str = "serving_defau
             if name in nodes and name not in seen_nodes:
                 seen_nodes.add(name)
                 pending.append(nodes[name])
-    return ops
 
 
 def unregistered_ops(op_types) -> set[str]:
@@ -124,19 +150,71 @@ def example_input(name: str, tensor_info, batch: int = 2):
     raise AigcError(f"input {name!r} has dtype {dtype.name}, which the check cannot fill; call the signature by hand")
 
 
+# ---------------------------------------------------------------------------------------------------- the server
+XLA_FLAG = "--xla_cpu_compilation_enabled=true"
+_DISABLE_XLA_SYMBOL = "_ZN10tensorflow21DisableXlaCompilationEv"  # tensorflow::DisableXlaCompilation()
+
+
+def disable_xla_compilation() -> None:
+    """Switch XLA off in this process exactly as `tensorflow_model_server` does by default.
+
+    Call it before running any graph: from then on a `jit_compile=True` function fails with
+    "XLA compilation disabled", as it does in the server.
+    """
+    import ctypes
+
+    import tensorflow as tf
+
+    library = Path(tf.__file__).parent / "libtensorflow_cc.so.2"
+    try:
+        getattr(ctypes.CDLL(str(library)), _DISABLE_XLA_SYMBOL)()
+    except (OSError, AttributeError) as err:
+        raise AigcError(f"cannot switch XLA off as the model server does ({library}: {err}); "
+                        "check with --xla, knowing the stock server may still refuse XLA signatures") from None
+
+
+def request_feeds(signature_def, inputs: dict) -> dict:
+    """{tensor name: value} the model server feeds for a request giving `inputs` ({input name: value}).
+
+    As `VerifyRequestInputsSize` and `GetInputValues` do: an unknown input or a missing input without a default is
+    an InvalidArgument error; a missing input with a default is fed its default.
+    """
+    import tensorflow as tf
+
+    extra = sorted(set(inputs) - set(signature_def.inputs))
+    missing = sorted(set(signature_def.inputs) - set(inputs))
+    if extra or (missing and not signature_def.defaults) or set(missing) - set(signature_def.defaults):
+        raise AigcError(f"input size does not match signature: sent extra {{{','.join(extra)}}}, missing but "
+                        f"required {{{','.join(m for m in missing if m not in signature_def.defaults)}}}")
+    feeds = {signature_def.inputs[k].name: v for k, v in inputs.items()}
+    feeds.update({signature_def.inputs[k].name: tf.make_ndarray(signature_def.defaults[k]) for k in missing})
+    return feeds
+
+
+def required_inputs(signature_def) -> list[str]:
+    """The inputs a client must send: those without a default in the SignatureDef."""
+    return sorted(k for k in signature_def.inputs if k not in signature_def.defaults)
+
+
 # ---------------------------------------------------------------------------------------------------- the worker
-def inspect_export(export_dir: Path) -> dict:
-    """Everything `serving check` reports on one export, computed in this (fresh) process. Never raises."""
+def inspect_export(export_dir: Path, xla: bool = False) -> dict:
+    """Everything `serving check` reports on one export, computed in this (fresh) process. Never raises.
+
+    `xla=False` answers as a stock model server (XLA disabled); call it before this process has run any graph.
+    """
     export_dir = Path(export_dir)
-    report = {"path": str(export_dir), "ok": False, "errors": [], "signatures": {},
+    report = {"path": str(export_dir), "ok": False, "errors": [], "signatures": {}, "xla": xla,
               "size_bytes": sum(f.stat().st_size for f in export_dir.rglob("*") if f.is_file())}
     try:
+        if not xla:
+            disable_xla_compilation()
         meta_graph = read_meta_graph(export_dir)
         all_ops = set()
         for name in meta_graph.signature_def:
             if name.startswith("__"):
                 continue
-            report["signatures"][name] = {"ops": sorted(signature_op_types(meta_graph, name))}
+            report["signatures"][name] = {"ops": sorted(signature_op_types(meta_graph, name)),
+                                          "needs_xla": signature_needs_xla(meta_graph, name)}
             all_ops |= set(report["signatures"][name]["ops"])
         report["op_count"] = len(all_ops)
         report["non_core_ops"] = _library_ops(unregistered_ops(all_ops))
@@ -173,36 +251,76 @@ def _library_ops(ops: set[str]) -> dict:
 
 
 def _run_signatures(export_dir: Path, meta_graph, report: dict) -> None:
-    """Load with the Session-based loader and run each signature once on an example input."""
+    """Load with the Session-based loader, replay the warm-up file, then call each signature as a client would."""
     import numpy as np
     import tensorflow as tf
 
+    from aigc_tf.serving.warmup import read_warmup
+
+    warmup = read_warmup(export_dir)  # eager, before the Session's graph becomes the default
     with tf.compat.v1.Session(graph=tf.Graph()) as session:
         try:
             tf.compat.v1.saved_model.loader.load(session, [SERVE_TAG], str(export_dir))
         except Exception as err:  # noqa: BLE001
             raise AigcError(f"the Session-based loader (TF Serving's) cannot load it: {_one_line(err)}") from None
-        for name, signature_def in sorted(meta_graph.signature_def.items()):
-            if name.startswith("__"):  # e.g. __saved_model_init_op: run by the loader, not callable by a client
-                continue
-            entry = report["signatures"][name]
-            entry["inputs"] = {k: _describe(v) for k, v in signature_def.inputs.items()}
-            entry["outputs"] = {k: _describe(v) for k, v in signature_def.outputs.items()}
-            feeds = {v.name: example_input(k, v) for k, v in signature_def.inputs.items()}
+        signatures = {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
+
+        def run(name, inputs):
+            signature_def = signatures[name]
             fetch_names = sorted(signature_def.outputs)
-            try:
-                started = time.perf_counter()
-                values = session.run([signature_def.outputs[k].name for k in fetch_names], feed_dict=feeds)
-                entry["first_call_seconds"] = round(time.perf_counter() - started, 3)
-            except Exception as err:  # noqa: BLE001
-                report["errors"].append(f"signature {name!r} failed on an example input: {_one_line(err)}")
+            started = time.perf_counter()
+            values = session.run([signature_def.outputs[k].name for k in fetch_names],
+                                 feed_dict=request_feeds(signature_def, inputs))
+            return dict(zip(fetch_names, values)), time.perf_counter() - started
+
+        def failure(name, err) -> str:
+            if "XLA compilation disabled" in str(err):
+                return (f"signature {name!r} needs XLA, which a stock tensorflow_model_server disables: start it "
+                        f"with {XLA_FLAG}, or export without XLA")
+            return f"signature {name!r} failed: {_one_line(err)}"
+
+        refused = {name for name in signatures if report["signatures"][name]["needs_xla"] and not report["xla"]}
+        for name in sorted(refused):  # one line each; running them would only repeat it
+            report["errors"].append(failure(name, "XLA compilation disabled"))
+        report["warmup_requests"] = len(warmup)
+        for request in warmup:  # what the server does at load time, before any client is served
+            name = request.model_spec.signature_name or "serving_default"
+            if name in refused:
                 continue
-            batch = len(next(iter(feeds.values()))) if feeds else None
-            entry["example_output_shapes"] = {k: list(np.shape(v)) for k, v in zip(fetch_names, values)}
-            texts = [np.asarray(v).reshape(-1) for v in values if np.asarray(v).dtype == object]
+            if name not in signatures:
+                report["errors"].append(f"the warm-up file calls signature {name!r}, which the export lacks; the "
+                                        "server would refuse to load it")
+                continue
+            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            try:
+                _, seconds = run(name, inputs)
+            except Exception as err:  # noqa: BLE001  (the server fails the whole load here)
+                report["errors"].append(f"warm-up request failed, so the server would not load it: "
+                                        f"{failure(name, err)}")
+                continue
+            signature = report["signatures"][name]
+            if set(inputs) == set(required_inputs(signatures[name])):
+                signature.setdefault("cold_seconds", round(seconds, 3))
+
+        for name, signature_def in sorted(signatures.items()):
+            entry = report["signatures"][name]
+            entry["inputs"] = {k: _describe(v, signature_def.defaults.get(k)) for k, v in signature_def.inputs.items()}
+            entry["outputs"] = {k: _describe(v) for k, v in signature_def.outputs.items()}
+            if name in refused:
+                continue
+            inputs = {k: example_input(k, signature_def.inputs[k]) for k in required_inputs(signature_def)}
+            try:
+                values, seconds = run(name, inputs)
+            except Exception as err:  # noqa: BLE001
+                report["errors"].append(failure(name, err) + " (on an example input)")
+                continue
+            entry["warm_seconds" if "cold_seconds" in entry else "cold_seconds"] = round(seconds, 3)
+            batch = len(next(iter(inputs.values()))) if inputs else None
+            entry["example_output_shapes"] = {k: list(np.shape(v)) for k, v in values.items()}
+            texts = [np.asarray(v).reshape(-1) for v in values.values() if np.asarray(v).dtype == object]
             if texts and texts[0].size:  # what a client would read back, to see the model speaks
                 entry["example_text"] = texts[0][0].decode("utf-8", "replace")[:120]
-            for key, value in zip(fetch_names, values):
+            for key, value in values.items():
                 value = np.asarray(value)
                 if batch is not None and value.ndim and value.shape[0] != batch:
                     report["errors"].append(f"signature {name!r} output {key!r} has batch {value.shape[0]} "
@@ -211,12 +329,15 @@ def _run_signatures(export_dir: Path, meta_graph, report: dict) -> None:
                     report["errors"].append(f"signature {name!r} output {key!r} is not finite")
 
 
-def _describe(tensor_info) -> dict:
+def _describe(tensor_info, default=None) -> dict:
     import tensorflow as tf
 
     dims = [d.size for d in tensor_info.tensor_shape.dim]
-    return {"dtype": tf.dtypes.as_dtype(tensor_info.dtype).name,
-            "shape": None if tensor_info.tensor_shape.unknown_rank else [None if d < 0 else d for d in dims]}
+    described = {"dtype": tf.dtypes.as_dtype(tensor_info.dtype).name,
+                 "shape": None if tensor_info.tensor_shape.unknown_rank else [None if d < 0 else d for d in dims]}
+    if default is not None:
+        described["default"] = tf.make_ndarray(default).tolist()
+    return described
 
 
 def _one_line(err: Exception) -> str:
@@ -261,9 +382,12 @@ def find_exports(path: Path, all_versions: bool = False) -> list[Path]:
     return exports
 
 
-def check_export(export_dir: Path, timeout: float = 900) -> ExportCheck:
-    """Run the worker on one export in a fresh process and collect its report."""
-    cmd = [sys.executable, "-m", "aigc_tf.serving.check", str(export_dir)]
+def check_export(export_dir: Path, timeout: float = 900, xla: bool = False) -> ExportCheck:
+    """Run the worker on one export in a fresh process and collect its report.
+
+    `xla=False` checks as a stock model server (XLA disabled); `xla=True` as one started with the XLA flag.
+    """
+    cmd = [sys.executable, "-m", "aigc_tf.serving.check", str(export_dir)] + (["--xla"] if xla else [])
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
@@ -281,15 +405,21 @@ def format_report(check: ExportCheck) -> str:
     """A few lines per export: size, signatures with their inputs and outputs, non-core ops, errors."""
     report = check.report
     size = report.get("size_bytes")
-    lines = [f"{'PASS' if check.ok else 'FAIL'}  {check.path}" + (f"  ({size / 1e6:.1f} MB)" if size else "")]
+    server = "server with " + XLA_FLAG if report.get("xla") else "stock server flags, XLA off"
+    lines = [f"{'PASS' if check.ok else 'FAIL'}  {check.path}" + (f"  ({size / 1e6:.1f} MB)" if size else "")
+             + f"  [{server}]"]
     for name, sig in sorted(report.get("signatures", {}).items()):
         if name.startswith("__"):
             continue
-        ins = ", ".join(f"{k}: {v['dtype']} {_shape(v['shape'])}" for k, v in sorted(sig.get("inputs", {}).items()))
+        ins = ", ".join(f"{k}: {v['dtype']} {_shape(v['shape'])}" + (f" = {v['default']}" if "default" in v else "")
+                        for k, v in sorted(sig.get("inputs", {}).items(), key=lambda kv: ("default" in kv[1], kv[0])))
         outs = ", ".join(f"{k}: {v['dtype']} {_shape(v['shape'])}" for k, v in sorted(sig.get("outputs", {}).items()))
-        extra = f"  [needs {', '.join(sig['non_core_ops'])}]" if sig.get("non_core_ops") else ""
-        if "first_call_seconds" in sig:
-            extra += f"  first call {sig['first_call_seconds']:.2f} s"
+        needs = list(sig.get("non_core_ops", [])) + ([XLA_FLAG] if sig.get("needs_xla") else [])
+        extra = f"  [needs {', '.join(needs)}]" if needs else ""
+        if "warm_seconds" in sig:
+            extra += f"  first request {sig['warm_seconds']:.2f} s after warm-up ({sig['cold_seconds']:.2f} s cold)"
+        elif "cold_seconds" in sig:
+            extra += f"  first request {sig['cold_seconds']:.2f} s (no warm-up file)"
         lines.append(f"      {name}({ins}) -> {outs}{extra}")
         if "example_text" in sig:
             lines.append(f"        e.g. {sig['example_text']!r}")
@@ -309,8 +439,10 @@ def _shape(shape) -> str:
 def main(argv: list[str] | None = None) -> int:
     """The worker: one export in, one JSON line out (imports only TensorFlow, like a model server)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    (export_dir,) = argv if argv is not None else sys.argv[1:]
-    print(json.dumps(inspect_export(Path(export_dir))))
+    args = list(argv if argv is not None else sys.argv[1:])
+    xla = "--xla" in args
+    (export_dir,) = [a for a in args if a != "--xla"]
+    print(json.dumps(inspect_export(Path(export_dir), xla=xla)))
     return 0
 
 

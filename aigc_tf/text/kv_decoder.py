@@ -45,6 +45,35 @@ def _layer_norm(x, gamma, beta, epsilon=1e-5):
     return (x - mean) * tf.math.rsqrt(variance + epsilon) * gamma + beta
 
 
+def _choose(logits, temperature, top_k, top_p, seeds, index):
+    """The next token of each row (B,) from logits (B, V): argmax where temperature is 0, else a top-k / top-p draw.
+
+    The draw is the Gumbel-max trick over the kept tokens, with noise from `stateless_uniform` keyed by
+    (seed, index) per row, so a row's token depends on its own seed and logits only.
+    """
+    greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+    def sample():
+        vocabulary = tf.shape(logits)[-1]
+        row_k = tf.where(top_k > 0, tf.minimum(top_k, vocabulary), vocabulary)  # (B,)
+        filtered = tf.reduce_any(row_k < vocabulary) | tf.reduce_any(top_p < 1.0)
+        k = tf.where(filtered, tf.reduce_max(row_k), vocabulary)
+        scaled = logits / tf.maximum(temperature, 1e-6)[:, None]
+        values, indices = tf.cond(filtered, lambda: tuple(tf.math.top_k(scaled, k=k)),  # sorted, most likely first
+                                  lambda: (scaled, tf.broadcast_to(tf.range(vocabulary), tf.shape(scaled))))
+        rank = tf.range(k)[None, :]
+        mass_before = tf.cumsum(tf.nn.softmax(values), axis=-1, exclusive=True)
+        keep = (rank < row_k[:, None]) & ((mass_before < top_p[:, None]) | tf.logical_not(filtered))
+        noise = tf.map_fn(lambda seed: tf.random.stateless_uniform([k], tf.stack([seed, index]), 1e-20, 1.0),
+                          seeds, fn_output_signature=tf.float32)
+        gumbel = -tf.math.log(-tf.math.log(noise))
+        pick = tf.argmax(tf.where(keep, values + gumbel, -float("inf")), axis=-1, output_type=tf.int32)
+        drawn = tf.gather(indices, pick, batch_dims=1)
+        return tf.where(temperature > 0, drawn, greedy)
+
+    return tf.cond(tf.reduce_any(temperature > 0), sample, lambda: greedy)
+
+
 class KVCacheDecoder(tf.Module):
     """Greedy decoding for a keras-hub `GPT2Backbone`'s weights (copied, in `precision`).
 
@@ -121,6 +150,10 @@ class KVCacheDecoder(tf.Module):
         # The forward pass the loop calls: its own XLA program per shape (prefill, step) when compiled per step.
         self._advance = tf.function(self._pick_next, jit_compile=True) if self.compile_per_step else self._pick_next
         self.decode = tf.function(self._decode_loop, jit_compile=jit_compile and not self.compile_per_step)
+        # Sampling with per-row controls: the forward pass alone is compiled (when jit_compile), the choice of the
+        # next token (a data-dependent top-k, random draws) stays plain TF around it.
+        self._advance_logits = tf.function(self._next_logits, jit_compile=True) if jit_compile else self._next_logits
+        self.sample = tf.function(self._sample_loop)
         self._logits = tf.function(self._all_logits, jit_compile=jit_compile)
 
     @property
@@ -136,6 +169,8 @@ class KVCacheDecoder(tf.Module):
             return y if bias is None else y + bias
         if kernel is not self.lm_head:  # a layer's kernel, bias folded in by `dense` (the tied LM head has none)
             x = tf.concat([x, tf.ones_like(x[:, :1])], 1)
+        if not self.jit_compile:  # plain TF would materialise an fp32 copy of the kernel per call: bf16 GEMM instead
+            return tf.cast(tf.matmul(tf.cast(x, tf.bfloat16), kernel, transpose_b=True), tf.float32)
         return tf.matmul(x, tf.cast(kernel, tf.float32), transpose_b=True)
 
     def _forward(self, token_ids, start, caches):
@@ -148,8 +183,10 @@ class KVCacheDecoder(tf.Module):
         h_count, c = self.num_heads, self.hidden_dim
         d = c // h_count
         x = tf.cast(tf.gather(self.token_embedding, token_ids), tf.float32)  # (B, T, C) (the table is (V, C))
-        x += xla.dynamic_slice(self.position_embedding, [start, 0], [length, c])  # tf.slice would make `start` a
-        # compile-time constant of a step compiled on its own: one XLA compilation per position
+        if self.jit_compile:  # tf.slice would make `start` a compile-time constant of a step compiled on its own
+            x += xla.dynamic_slice(self.position_embedding, [start, 0], [length, c])
+        else:  # the Xla* ops run only through XLA, which a stock model server disables
+            x += tf.slice(self.position_embedding, [start, 0], [length, c])
         cache_length = tf.shape(caches[0])[2]
         query_positions = start + tf.range(length)  # (T,)
         visible = tf.range(cache_length)[None, :] <= query_positions[:, None]  # (T, S): causal over the cache
@@ -160,8 +197,7 @@ class KVCacheDecoder(tf.Module):
             h = tf.reshape(_layer_norm(x, layer["ln1_gamma"], layer["ln1_beta"]), [-1, c])  # (B*T, C)
             qkv = tf.reshape(self._dense(h, layer["qkv"], layer["qkv_bias"]), [batch, length, 3, h_count, d])
             q, k, v = (tf.transpose(qkv[:, :, j], [0, 2, 1, 3]) for j in range(3))  # (B, H, T, D) each
-            keys = xla.dynamic_update_slice(keys, k, [0, 0, start, 0])  # in place under XLA
-            values = xla.dynamic_update_slice(values, v, [0, 0, start, 0])
+            keys, values = self._write_cache(keys, k, start), self._write_cache(values, v, start)
             new_caches += [keys, values]
             scores = tf.matmul(q, keys, transpose_b=True) / math.sqrt(d) + bias  # (B, H, T, S)
             attended = tf.matmul(tf.nn.softmax(scores), values)  # (B, H, T, D)
@@ -172,10 +208,24 @@ class KVCacheDecoder(tf.Module):
             x += tf.reshape(self._dense(h, layer["ff2"], layer["ff2_bias"]), [batch, length, c])
         return _layer_norm(x, self.final_gamma, self.final_beta), new_caches
 
+    def _write_cache(self, cache, update, start):
+        """`cache` (B, H, S, D) with `update` (B, H, T, D) written at positions start..start+T-1."""
+        if self.jit_compile:
+            return xla.dynamic_update_slice(cache, update, [0, 0, start, 0])  # in place under XLA
+        shape = tf.shape(update)
+        begin = tf.stack([0, 0, start, 0])
+        return tf.raw_ops.TensorStridedSliceUpdate(input=cache, begin=begin, end=begin + shape,
+                                                   strides=tf.ones([4], tf.int32), value=update)
+
     def _pick_next(self, token_ids, start, caches):
         """`_forward`, then the greedy pick from the last position: (B,) next tokens and the updated caches."""
+        logits, caches = self._next_logits(token_ids, start, caches)
+        return tf.argmax(logits, axis=-1, output_type=tf.int32), caches
+
+    def _next_logits(self, token_ids, start, caches):
+        """`_forward`, then the logits (B, V) of the last position and the updated caches."""
         hidden, caches = self._forward(token_ids, start, caches)
-        return tf.argmax(self._head(hidden[:, -1]), axis=-1, output_type=tf.int32), caches
+        return self._head(hidden[:, -1]), caches
 
     def _head(self, hidden):
         """Logits (N, V) from final hidden states (N, C)."""
@@ -220,6 +270,43 @@ class KVCacheDecoder(tf.Module):
         generated = ~padding_mask & tf.equal(ids, stop_token_id)  # as generate_step: mask what follows a stop
         after = tf.cumsum(tf.cast(generated, tf.int32), axis=-1) - tf.cast(generated, tf.int32)
         return {"token_ids": ids, "padding_mask": tf.equal(after, 0)}
+
+    def _sample_loop(self, token_ids, padding_mask, prefill_length, stop_token_id, max_new_tokens, temperature,
+                     top_k, top_p, seeds):
+        """Decoding with per-row controls, over the (B, S) prompt layout of `_decode_loop`.
+
+        Row b decodes at most `max_new_tokens[b]` tokens after its prompt: greedily where `temperature[b] == 0`,
+        else by sampling softmax(logits / temperature) restricted to the `top_k[b]` most likely tokens (0: all) and
+        to the smallest set whose probability reaches `top_p[b]` (1: all). Draws are stateless, keyed by
+        (`seeds[b]`, position): the same seed gives the same text, whatever else shares the batch.
+        Returns {token_ids, padding_mask} (B, S); the mask is off after a row's stop token or its last new token.
+        """
+        token_ids = tf.cast(token_ids, tf.int32)
+        padding_mask = tf.cast(padding_mask, tf.bool)
+        batch, total = tf.shape(token_ids)[0], tf.shape(token_ids)[1]
+        lengths = tf.reduce_sum(tf.cast(padding_mask, tf.int32), -1)  # (B,) prompt tokens, start token included
+        row_end = tf.minimum(lengths + max_new_tokens, total)  # (B,) first position a row does not fill
+        logits, caches = self._advance_logits(token_ids[:, :prefill_length], 0, self._empty_caches(batch, total))
+
+        def step(index, ids, done, logits, *caches):
+            chosen = _choose(logits, temperature, top_k, top_p, seeds, index)
+            token = tf.where(padding_mask[:, index], ids[:, index], chosen)
+            ids = tf.tensor_scatter_nd_update(ids, tf.stack([tf.range(batch), tf.fill([batch], index)], 1), token)
+            done = done | (~padding_mask[:, index] & tf.equal(token, stop_token_id)) | (index + 1 >= row_end)
+            logits, caches = self._advance_logits(token[:, None], index, list(caches))
+            return (index + 1, ids, done, logits, *caches)
+
+        def not_done(index, ids, done, *rest):
+            return (index < total) & ~tf.reduce_all(done)
+
+        index = tf.convert_to_tensor(prefill_length, tf.int32)
+        done = index >= row_end
+        _, ids, _, _, *_ = tf.while_loop(not_done, step, (index, token_ids, done, logits, *caches),
+                                         maximum_iterations=total)
+        generated = ~padding_mask & tf.equal(ids, stop_token_id)
+        after_stop = tf.cumsum(tf.cast(generated, tf.int32), axis=-1) - tf.cast(generated, tf.int32)
+        in_budget = tf.range(total)[None, :] < row_end[:, None]
+        return {"token_ids": ids, "padding_mask": tf.equal(after_stop, 0) & in_budget}
 
     def _all_logits(self, token_ids):
         """Logits (B, T, V) of every position of (B, T) tokens: for perplexity in the decoding precision."""

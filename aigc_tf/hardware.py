@@ -1,0 +1,48 @@
+"""What this CPU can do fast, read from `/proc/cpuinfo` instead of assumed.
+
+bfloat16 halves the bytes a decoder reads per token, but only a CPU with native bf16 dot products (`avx512_bf16`
+on x86, `amx_bf16` on newer Xeons, `bf16` on Arm) computes in it at full speed; elsewhere bf16 is emulated, and on
+an AVX2-only AMD EPYC a same-run bf16 GEMM ran at 0.54x fp32 (bench/RESULTS.md). `precision="auto"` therefore picks
+bf16 only where the flag is present.
+"""
+
+from __future__ import annotations
+
+import functools
+
+PRECISIONS = ("fp32", "bf16")
+PRECISION_CHOICES = ("auto",) + PRECISIONS
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The first CPU's feature flags (`flags` on x86, `Features` on Arm); empty where /proc/cpuinfo is missing."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16() -> bool:
+    return any(flag in cpu_flags() for flag in BF16_FLAGS)
+
+
+def resolve_precision(precision: str) -> str:
+    """"auto" -> "bf16" on a CPU with native bf16 dot products, else "fp32"; "fp32" and "bf16" pass through."""
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return precision
+
+
+def describe() -> str:
+    """One line for reports: whether bf16 is native here, and the flag that says so."""
+    found = [flag for flag in BF16_FLAGS if flag in cpu_flags()]
+    return f"bf16 native ({found[0]})" if found else "bf16 emulated (no avx512_bf16/amx_bf16/bf16 flag)"
