@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from aigc_tf import AigcError, TrainingInterrupted, __version__
+from aigc_tf.hardware import PRECISION_CHOICES
 
 DEFAULT_GAN_RUN = Path("runs/gan")
 
@@ -287,13 +288,17 @@ def cmd_text_generate(args) -> int:
 
 def cmd_text_export(args) -> int:
     from aigc_tf.export import export_text
+    from aigc_tf.serving.model_config import serving_command
 
-    path = export_text(args.run, args.to, max_length=args.max_length, top_p=args.top_p,
-                       temperature=args.temperature, precision=args.precision)
-    _say(f"Exported {args.run} for TF Serving: {path}")
+    path = export_text(args.run, args.to, max_new_tokens=args.max_new_tokens, top_p=args.top_p,
+                       temperature=args.temperature, xla=args.xla, precision=args.precision)
+    _say(f"Exported {args.run} for TF Serving: {path}" + ("  (XLA: the server needs --xla_cpu_compilation_enabled)"
+                                                           if args.xla else "  (runs on a stock model server)"))
     _update_models_config(path.parent.parent)
-    _say("  signatures: serving_default and sample (prompts: string -> text: string; need tensorflow_text), "
-         "generate_tokens (int32 ids, core TF only)")
+    _say("  signatures: serving_default (greedy) and sample (top-p): prompts: string -> text: string, need TF Text; "
+         "generate_tokens: int32 ids, core TF only")
+    _say("  optional per-request inputs: max_new_tokens, temperature, top_k, top_p, seed (one value, or one per prompt)")
+    _say(f"  serve:   {serving_command(path.parent.parent, xla=args.xla)}")
     return 0
 
 
@@ -403,18 +408,35 @@ def _update_models_config(base_dir: Path) -> None:
 
 
 def cmd_serving_config(args) -> int:
-    from aigc_tf.serving.model_config import model_folders, write_models_config
+    from aigc_tf.serving.model_config import (model_folders, serving_command, write_batching_parameters,
+                                              write_models_config)
 
     path = write_models_config(args.base, serving_base=args.serving_base, policy=args.policy,
                                keep_existing=False)
     for name, found in model_folders(args.base).items():
         _say(f"  {name:<14} versions {', '.join(map(str, found))} -> {args.serving_base.rstrip('/')}/{name}")
     _say(f"Wrote {path} (version policy: {args.policy})")
+    if args.batching:
+        _say(f"Wrote {write_batching_parameters(args.base, max_batch_size=args.max_batch_size)} (TF Serving's "
+             "BatchingParameters; under batching send one prompt per request, or every control once per prompt)")
+    _say(f"  serve:   {serving_command(args.base, xla=_any_xla_export(args.base), batching=args.batching)}")
     return 0
 
 
+def _any_xla_export(base_dir: Path) -> bool:
+    """Whether the newest version of any model under `base_dir` was exported with XLA (its metadata says)."""
+    from aigc_tf.export import METADATA_FILE
+    from aigc_tf.serving.model_config import model_folders
+
+    for name, found in model_folders(base_dir).items():
+        metadata = Path(base_dir) / name / str(found[-1]) / METADATA_FILE
+        if metadata.is_file() and json.loads(metadata.read_text()).get("xla"):
+            return True
+    return False
+
+
 def cmd_serving_check(args) -> int:
-    from aigc_tf.serving.check import check_export, find_exports, format_report
+    from aigc_tf.serving.check import XLA_FLAG, check_export, find_exports, format_report
     from aigc_tf.serving.model_config import CONFIG_FILE, model_folders, read_models_config
 
     exports = find_exports(args.path, all_versions=args.all_versions)
@@ -430,9 +452,10 @@ def cmd_serving_check(args) -> int:
             print(f"      error: it lists {', '.join(missing)} with no version on disk; run `aigc-tf serving config`")
         for name in sorted(set(on_disk) - set(names)):
             print(f"      note: {name} is not in it, so it will not be served; run `aigc-tf serving config`")
+    server = f"a server started with {XLA_FLAG}" if args.xla else "a stock server (XLA disabled)"
     for export in exports:
-        _say(f"checking {export} in a fresh process (Session-based loader) ...")
-        check = check_export(export)
+        _say(f"checking {export} in a fresh process (Session-based loader, as {server}) ...")
+        check = check_export(export, xla=args.xla)
         print(format_report(check), flush=True)
         failed += not check.ok
     print(f"{len(exports) - failed} of {len(exports)} exports pass")
@@ -450,10 +473,12 @@ def cmd_serving_predict(args) -> int:
 
     client = connect(args.url, args.grpc, timeout=args.timeout)
     inputs = client.signature_inputs(args.model, args.signature, args.version)
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(args.seed or 0)
     if "prompts" in inputs:
         prompts = read_prompts(args)
-        for text in client.generate_text(prompts, args.model, args.signature, args.version):
+        controls = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                        top_p=args.top_p, seed=args.seed)
+        for text in client.generate_text(prompts, args.model, args.signature, args.version, **controls):
             print(text)
             print("---")
         return 0
@@ -489,6 +514,11 @@ def add_serving_commands(families) -> None:
                              "for tensorflow_model_server outside Docker (default: %(default)s)")
     config.add_argument("--policy", choices=["latest", "all"], default="latest",
                         help="serve the newest version only, or every version (default: %(default)s)")
+    config.add_argument("--batching", action="store_true",
+                        help="also write BASE/batching_parameters.txt for --enable_batching (TF Serving merges "
+                             "concurrent requests into one batch)")
+    config.add_argument("--max-batch-size", type=positive_int, default=16,
+                        help="with --batching: the largest merged batch (default: %(default)s)")
     config.set_defaults(handler=cmd_serving_config)
 
     check = cmds.add_parser("check", help="load every export as TF Serving would and call each signature",
@@ -498,6 +528,9 @@ def add_serving_commands(families) -> None:
     check.add_argument("path", nargs="?", type=Path, default=Path("saved_models"),
                        help="a base folder, a model folder or one version folder (default: %(default)s)")
     check.add_argument("--all-versions", action="store_true", help="check every version, not only the newest")
+    check.add_argument("--xla", action="store_true",
+                       help="check as a server started with --xla_cpu_compilation_enabled=true (default: as a stock "
+                            "server, which disables XLA)")
     check.set_defaults(handler=cmd_serving_check)
 
     predict = cmds.add_parser("predict", help="query a running TF Serving (REST or gRPC) for samples or text",
@@ -514,7 +547,13 @@ def add_serving_commands(families) -> None:
     predict.add_argument("--prompt-file", help="GPT-2: a UTF-8 file used as one prompt")
     predict.add_argument("--num", type=positive_int, default=16, help="images: how many (default: %(default)s)")
     predict.add_argument("--digit", type=int, choices=range(10), metavar="{0..9}", help="conditional GAN: this digit")
-    predict.add_argument("--seed", type=non_negative_int, default=0, help="noise seed (default: %(default)s)")
+    predict.add_argument("--seed", type=non_negative_int,
+                         help="images: noise seed (default: 0); GPT-2: sampling seed, same seed same text "
+                              "(default: a fresh draw)")
+    predict.add_argument("--max-new-tokens", type=positive_int, help="GPT-2: tokens to generate (default: the export's)")
+    predict.add_argument("--temperature", type=float, help="GPT-2: 0 for greedy (default: the signature's)")
+    predict.add_argument("--top-k", type=non_negative_int, help="GPT-2: 0 for no limit (default: the signature's)")
+    predict.add_argument("--top-p", type=float, help="GPT-2: in (0, 1] (default: the signature's)")
     predict.add_argument("--out", type=Path, default=Path("served_samples.png"), help="images: PNG path")
     predict.add_argument("--timeout", type=positive_float, default=120, help="seconds (default: %(default)s)")
     predict.set_defaults(handler=cmd_serving_predict)
@@ -657,13 +696,18 @@ def add_text_commands(families) -> None:
     export.add_argument("--run", type=Path, default=DEFAULT_TEXT_RUN, help="run folder (default: %(default)s)")
     export.add_argument("--to", type=Path, default=Path("saved_models/gpt2"),
                         help="model folder; the export goes to its next integer version (default: %(default)s)")
-    export.add_argument("--max-length", type=positive_int, default=64,
-                        help="tokens in all, prompt included; as text generate's (default: %(default)s)")
+    export.add_argument("--max-new-tokens", type=positive_int, default=48,
+                        help="tokens generated per prompt when a request does not say (default: %(default)s)")
     export.add_argument("--top-p", type=open_unit_interval, default=0.9,
-                        help="p of the `sample` signature, in (0, 1] (default: 0.9)")
-    export.add_argument("--temperature", type=positive_float, default=1.0, help="of the `sample` signature")
-    export.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                        help="weights' precision in the export (default: %(default)s)")
+                        help="the `sample` signature's default top_p (default: %(default)s)")
+    export.add_argument("--temperature", type=positive_float, default=1.0,
+                        help="the `sample` signature's default temperature (default: %(default)s)")
+    export.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                        help="weights' precision; auto: bf16 where this CPU has native bf16 (avx512_bf16), else "
+                             "fp32 (default: %(default)s)")
+    export.add_argument("--xla", action="store_true",
+                        help="compile the decoder with XLA: faster, but the server must be started with "
+                             "--xla_cpu_compilation_enabled=true (a stock server refuses it)")
     export.set_defaults(handler=cmd_text_export)
 
 

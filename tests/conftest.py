@@ -66,8 +66,10 @@ def tiny_text_model(tiny_text_run):
 
 @pytest.fixture(scope="session")
 def tiny_text_export(tiny_text_run, tmp_path_factory):
-    """The tiny GPT-2 run exported for TF Serving with max_length 24: (run_dir, export_dir, max_length)."""
+    """The tiny GPT-2 run exported for TF Serving, 8 new tokens by default: (run_dir, export_dir, max_new_tokens)."""
     from aigc_tf.export import export_text
 
     run_dir = tiny_text_run[0]
-    return run_dir, export_text(run_dir, tmp_path_factory.mktemp("saved_models") / "gpt2", max_length=24), 24
+    export = export_text(run_dir, tmp_path_factory.mktemp("saved_models") / "gpt2", max_new_tokens=8,
+                         precision="fp32")
+    return run_dir, export, 8

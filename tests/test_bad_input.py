@@ -49,7 +49,8 @@ PARSER_CASES = [
     (["text", "export", "--top-p", "0"], "must be in (0, 1]"),
     (["text", "export", "--top-p", "1.5"], "must be in (0, 1]"),
     (["text", "export", "--temperature", "0"], "must be > 0"),
-    (["text", "export", "--max-length", "0"], "must be a positive integer"),
+    (["text", "export", "--max-new-tokens", "0"], "must be a positive integer"),
+    (["text", "export", "--precision", "int4"], "invalid choice"),
 ]
 
 
@@ -143,7 +144,7 @@ def test_unknown_dataset_and_source_are_one_line(capsys):
 @pytest.mark.slow
 def test_serving_signatures_answer_bad_prompts_and_refuse_bad_tensors(tiny_text_export):
     """In a fresh process that imports only TensorFlow (and TF Text), like a model server."""
-    _, export, max_length = tiny_text_export
+    _, export, _ = tiny_text_export
     script = f"""
         import json, tensorflow as tf, tensorflow_text  # noqa: F401
         model = tf.saved_model.load({str(export)!r})

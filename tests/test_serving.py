@@ -79,7 +79,7 @@ def saved_models(tiny_gan_run, tiny_vae_run, tiny_text_export, tmp_path_factory)
     base = tmp_path_factory.mktemp("deploy") / "saved_models"
     export_gan(tiny_gan_run[0], base / "gan")
     export_vae(tiny_vae_run[0], base)
-    shutil.copytree(tiny_text_export[1], base / "gpt2" / "1")  # max_length 24
+    shutil.copytree(tiny_text_export[1], base / "gpt2" / "1")
     write_models_config(base)
     return base
 

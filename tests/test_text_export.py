@@ -1,104 +1,138 @@
+"""GPT-2's export as a stock TF Serving runs it: XLA off, requests built by the server's rules, per-request controls."""
+
 import json
 import subprocess
 import sys
-import textwrap
 
+import numpy as np
 import pytest
 
 from aigc_tf.export import METADATA_FILE, export_text
 from aigc_tf.serving.check import signature_op_types
+from stock_server import serve
 
 pytestmark = pytest.mark.slow
-MAX_LENGTH = 24
 PROMPTS = ["It is a beautiful day", "hello"]
 
 
 @pytest.fixture(scope="module")
 def text_export(tiny_text_export):
-    """Shared with tests/test_bad_input.py (one export per session)."""
-    run_dir, export, max_length = tiny_text_export
-    assert max_length == MAX_LENGTH
-    return run_dir, export
+    """Shared with tests/test_bad_input.py and tests/test_serving.py (one export per session)."""
+    return tiny_text_export
 
 
-def _fresh(script: str) -> str:
-    """Run `script` in a new interpreter that imports only tensorflow and tensorflow_text; returns its stdout."""
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+def _greedy(run_dir, prompts, new_tokens, precision="fp32"):
+    """`aigc-tf text generate --sampler greedy` per prompt, each with room for `new_tokens` more."""
+    from aigc_tf.text.generate import generate, prompt_lengths
+    from aigc_tf.text.train import load_run_model
+
+    causal_lm, _ = load_run_model(run_dir)
+    return [generate(causal_lm, [p], "greedy", max_length=n + new_tokens, precision=precision)[0][0]
+            for p, n in zip(prompts, prompt_lengths(causal_lm, prompts))]
 
 
-def test_string_signature_in_a_fresh_process_equals_the_cli_greedy_output(text_export, tmp_path):
-    run_dir, export = text_export
-    served = json.loads(_fresh(f"""
-        import json, sys, tensorflow as tf, tensorflow_text  # noqa: F401 (registers the BPE ops)
-        model = tf.saved_model.load({str(export)!r})
-        out = model.signatures["serving_default"](prompts=tf.constant({PROMPTS!r}))["text"].numpy()
-        assert not [m for m in sys.modules if m.startswith(("aigc_tf", "keras_hub"))]
-        print(json.dumps([t.decode("utf-8") for t in out]))
-    """))
-    cli = subprocess.run([sys.executable, "-m", "aigc_tf", "text", "generate", "--run", str(run_dir), "--sampler",
-                          "greedy", "--max-length", str(MAX_LENGTH), "--json"]
-                         + [arg for p in PROMPTS for arg in ("--prompt", p)],
-                         capture_output=True, text=True, timeout=300)
-    assert cli.returncode == 0, cli.stderr[-2000:]
-    assert served == [item["texts"][0] for item in json.loads(cli.stdout)]
+def test_greedy_default_on_a_stock_server_equals_the_cli_greedy_text(text_export):
+    run_dir, export, new_tokens = text_export
+    (reply,) = serve(export, [{"inputs": {"prompts": PROMPTS}}])  # controls left out: the signature's defaults
+    assert reply["text"] == _greedy(run_dir, PROMPTS, new_tokens)
+
+
+def test_per_request_controls_are_applied_validated_and_do_not_stop_the_server(text_export):
+    _, export, _ = text_export
+    hello = {"prompts": ["hello"]}
+    requests = {
+        "greedy": {"inputs": hello},
+        "seed7": {"signature": "sample", "inputs": {**hello, "seed": [7]}},
+        "seed7_again": {"signature": "sample", "inputs": {**hello, "seed": [7]}},
+        "seed8": {"signature": "sample", "inputs": {**hello, "seed": [8]}},
+        "cold": {"signature": "sample", "inputs": {**hello, "temperature": [1e-4], "seed": [1]}},
+        "top1": {"signature": "sample", "inputs": {**hello, "top_k": [1], "seed": [2]}},
+        "hot": {"signature": "sample", "inputs": {"prompts": ["hello"] * 4, "temperature": [3.0],
+                                                  "seed": [1, 2, 3, 4]}},
+        "per_row": {"inputs": {"prompts": ["hello", "hello"], "temperature": [0.0, 3.0], "seed": [5, 5]}},
+        "budget": {"signature": "generate_tokens",
+                   "inputs": {"token_ids": [[50256, 31373, 0], [50256, 464, 3290]],
+                              "padding_mask": [[1, 1, 0], [1, 1, 1]], "max_new_tokens": [2, 5]}},
+        "bad_temperature": {"inputs": {**hello, "temperature": [-1.0]}},
+        "bad_top_p": {"signature": "sample", "inputs": {**hello, "top_p": [0.0]}},
+        "bad_top_k": {"signature": "sample", "inputs": {**hello, "top_k": [-2]}},
+        "bad_budget": {"inputs": {**hello, "max_new_tokens": [0]}},
+        "bad_count": {"inputs": {"prompts": ["a", "b"], "temperature": [1.0, 1.0, 1.0]}},
+        "missing_prompts": {"inputs": {"temperature": [1.0]}},
+        "unknown_input": {"inputs": {**hello, "beam_width": [4]}},
+        "after_errors": {"inputs": hello},
+    }
+    replies = dict(zip(requests, serve(export, list(requests.values()))))
+    text = {name: reply.get("text") for name, reply in replies.items()}
+    greedy = text["greedy"][0]
+    assert text["seed7"] == text["seed7_again"]  # same seed, same text
+    assert text["seed7"] != text["seed8"]
+    assert text["cold"] == [greedy] and text["top1"] == [greedy]  # T -> 0 and k = 1 are the argmax
+    assert len(set(text["hot"])) > 1 and greedy not in text["hot"]  # a flat distribution wanders off
+    assert text["per_row"][0] == greedy and text["per_row"][1] != greedy  # controls apply per prompt
+    ids, mask = np.array(replies["budget"]["token_ids"]), np.array(replies["budget"]["padding_mask"])
+    assert ids.shape == (2, 8)  # the longest row: 3 prompt tokens + 5
+    assert mask.sum(1).tolist() <= [4, 8] and mask[:, :2].all() and ids[1, :3].tolist() == [50256, 464, 3290]
+    assert not mask[0, 4:].any()  # row 0 stops after its 2 new tokens
+    errors = {name: reply.get("error", "") for name, reply in replies.items() if name.startswith(("bad", "miss",
+                                                                                                   "unknown"))}
+    assert "temperature must be >= 0" in errors["bad_temperature"]
+    assert "top_p must be in (0, 1]" in errors["bad_top_p"]
+    assert "top_k must be >= 0" in errors["bad_top_k"]
+    assert "max_new_tokens must be in [1," in errors["bad_budget"]
+    assert "one value, or one per prompt" in errors["bad_count"]
+    assert "input size does not match signature" in errors["missing_prompts"]
+    assert "sent extra {beam_width}" in errors["unknown_input"]
+    assert all(e.startswith("InvalidArgumentError") or "does not match" in e for e in errors.values()), errors
+    assert text["after_errors"] == [greedy]  # the server keeps serving
 
 
 def test_token_signature_needs_core_tensorflow_only(text_export):
-    _, export = text_export
+    _, export, _ = text_export
     token_ops = sorted(signature_op_types(export, "generate_tokens"))
     string_ops = sorted(signature_op_types(export, "serving_default"))
-    report = json.loads(_fresh(f"""
+    script = f"""if True:
         import json, tensorflow as tf
         from tensorflow.python.framework import op_def_registry
         missing = lambda ops: [op for op in ops if op_def_registry.get(op) is None]
         print(json.dumps({{"tokens": missing({token_ops!r}), "strings": missing({string_ops!r})}}))
-    """))
+    """
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    report = json.loads(done.stdout)
     assert report["tokens"] == []
     assert "RegexSplitWithOffsets" in report["strings"]  # the check can tell: the string path needs TF Text
 
 
-def test_sampling_signature_draws_anew_and_edge_prompts_are_handled(text_export):
-    _, export = text_export
-    out = json.loads(_fresh(f"""
-        import json, tensorflow as tf, tensorflow_text  # noqa: F401
-        model = tf.saved_model.load({str(export)!r})
-        sample = lambda p: [t.decode("utf-8", "replace") for t in
-                            model.signatures["sample"](prompts=tf.constant(p))["text"].numpy()]
-        greedy = model.signatures["serving_default"]
-        edge = greedy(prompts=tf.constant(["", "word " * 200, "mixed", "lengths in one batch"]))["text"].numpy()
-        tokens = model.signatures["generate_tokens"](token_ids=tf.constant([[50256, 31373]], tf.int32),
-                                                     padding_mask=tf.constant([[1, 1]], tf.int32))
-        print(json.dumps({{"a": sample(["hello"] * 3), "b": sample(["hello"] * 3),
-                          "edge": [len(t) for t in edge], "long": edge[1].decode()[:30],
-                          "token_shape": tokens["token_ids"].shape.as_list(),
-                          "token_prefix": tokens["token_ids"].numpy()[0, :2].tolist()}}))
-    """))
-    assert out["a"] != out["b"] and len(set(out["a"])) > 1
-    assert all(t.startswith("hello") for t in out["a"] + out["b"])
-    assert all(length > 0 for length in out["edge"])
-    assert out["long"].startswith("word word")  # cut to the first max_length - 1 tokens, no crash
-    assert out["token_shape"] == [1, MAX_LENGTH] and out["token_prefix"] == [50256, 31373]
+def test_sampling_draws_anew_without_a_seed_and_edge_prompts_are_handled(text_export):
+    _, export, new_tokens = text_export
+    sample = {"signature": "sample", "inputs": {"prompts": ["hello"] * 3}}
+    edge = {"inputs": {"prompts": ["", "word " * 400, "mixed", "lengths in one batch"]}}
+    a, b, edged = serve(export, [sample, sample, edge])
+    assert a["text"] != b["text"] and len(set(a["text"])) > 1
+    assert all(t.startswith("hello") for t in a["text"] + b["text"])
+    assert all(len(t) > 0 for t in edged["text"])
+    assert edged["text"][1].startswith("word word")  # cut to the context, no crash
 
 
-def test_bf16_export_serves_the_same_greedy_text_as_bf16_generate(tiny_text_run, tmp_path):
-    import tensorflow as tf
+def test_xla_export_needs_the_servers_flag_and_then_gives_the_same_text(text_export, tmp_path):
+    run_dir, stock_export, new_tokens = text_export
+    export = export_text(run_dir, tmp_path / "gpt2", max_new_tokens=new_tokens, xla=True, precision="fp32")
+    assert json.loads((export / METADATA_FILE).read_text())["xla"] is True
+    stock = subprocess.run([sys.executable, "-m", "aigc_tf", "serving", "check", str(export)],
+                           capture_output=True, text=True, timeout=600)
+    assert stock.returncode == 2
+    errors = [line for line in stock.stdout.splitlines() if "error:" in line]
+    assert len(errors) == 3 and all("--xla_cpu_compilation_enabled=true" in line for line in errors), stock.stdout
+    flagged = subprocess.run([sys.executable, "-m", "aigc_tf", "serving", "check", "--xla", str(export)],
+                             capture_output=True, text=True, timeout=600)
+    assert flagged.returncode == 0, flagged.stdout + flagged.stderr[-2000:]
+    request = [{"inputs": {"prompts": PROMPTS}}]
+    assert serve(export, request, xla=True) == serve(stock_export, request)
 
-    from aigc_tf.text.generate import generate
-    from aigc_tf.text.train import load_run_model
 
-    run_dir = tiny_text_run[0]
-    export = export_text(run_dir, tmp_path / "gpt2", max_length=MAX_LENGTH, precision="bf16")
+def test_bf16_export_runs_on_a_stock_server(text_export, tmp_path):
+    run_dir, _, new_tokens = text_export
+    export = export_text(run_dir, tmp_path / "gpt2", max_new_tokens=new_tokens, precision="bf16")
     assert json.loads((export / METADATA_FILE).read_text())["precision"] == "bf16"
-    import tensorflow_text  # noqa: F401  (the string signature's BPE ops)
-
-    model = tf.saved_model.load(str(export))
-    served = [t.decode("utf-8") for t in model.signatures["serving_default"](prompts=tf.constant(PROMPTS))["text"]
-              .numpy()]
-    causal_lm, _ = load_run_model(run_dir)
-    assert served == [texts[0] for texts in generate(causal_lm, PROMPTS, max_length=MAX_LENGTH, precision="bf16")]
-    tokens = model.signatures["generate_tokens"](token_ids=tf.constant([[50256, 31373]], tf.int32),
-                                                 padding_mask=tf.constant([[1, 1]], tf.int32))
-    assert tokens["token_ids"].shape == (1, MAX_LENGTH)
+    (reply,) = serve(export, [{"inputs": {"prompts": PROMPTS}}])
+    assert [t.startswith(p) and len(t) > len(p) for t, p in zip(reply["text"], PROMPTS)] == [True, True]

@@ -340,9 +340,17 @@ def _describe(tensor_info, default=None) -> dict:
     return described
 
 
+def status_message(err: Exception) -> str:
+    """The error a model server would put in its status: TensorFlow's message without Python's wrapping
+    ("Graph execution error:", "Detected at node ...", the Python trace)."""
+    lines = [line.strip() for line in str(getattr(err, "message", err)).strip().splitlines() if line.strip()]
+    kept = [line for line in lines if not line.startswith(("Graph execution error", "Detected at node", "File ",
+                                                           "[[", "Node:"))]
+    return (kept or lines or [type(err).__name__])[0]
+
+
 def _one_line(err: Exception) -> str:
-    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-    text = lines[0] if lines else type(err).__name__
+    text = status_message(err)
     return f"{type(err).__name__}: {text}"[:400]
 
 

@@ -27,6 +27,8 @@ import numpy as np
 
 from aigc_tf import AigcError
 
+TEXT_CONTROLS = {"max_new_tokens": np.int32, "temperature": np.float32, "top_k": np.int32, "top_p": np.float32,
+                 "seed": np.int32}  # GPT-2's optional inputs (aigc_tf.export.CONTROLS)
 SINGLE_OUTPUT = "output"  # the key `predict` gives a signature's only output when the reply does not name it
 
 
@@ -63,12 +65,23 @@ class ServingClient:
         return out["mean"], out["log_variance"]
 
     def generate_text(self, prompts, model: str = "gpt2", signature: str = "serving_default",
-                      version: int | None = None) -> list[str]:
-        """GPT-2 string signature: prompts -> generated texts (prompt included); `signature="sample"` for top-p."""
+                      version: int | None = None, **controls) -> list[str]:
+        """GPT-2 string signature: prompts -> generated texts (prompt included); `signature="sample"` for top-p.
+
+        `controls`: any of max_new_tokens, temperature, top_k, top_p, seed (None or left out: the signature's
+        default). Each is sent once per prompt, which also keeps the request batchable by the server.
+        """
         if isinstance(prompts, (str, bytes)):
             prompts = [prompts]
         prompts = np.array([p if isinstance(p, (str, bytes)) else str(p) for p in prompts], dtype=object)
-        texts = self._output(self.predict(model, {"prompts": prompts}, signature, version), "text", model)
+        inputs = {"prompts": prompts}
+        for name, value in controls.items():
+            if name not in TEXT_CONTROLS:
+                raise AigcError(f"unknown generation control {name!r}; the text signatures take "
+                                f"{', '.join(TEXT_CONTROLS)}")
+            if value is not None:
+                inputs[name] = np.full(len(prompts), value, TEXT_CONTROLS[name])
+        texts = self._output(self.predict(model, inputs, signature, version), "text", model)
         return [t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in texts.reshape(-1)]
 
     @staticmethod

@@ -94,3 +94,44 @@ def write_models_config(base_dir: Path = Path("saved_models"), serving_base: str
     tmp.write_text(header + text_format.MessageToString(config))
     tmp.replace(path)  # atomic: a server polling the file never reads half of it
     return path
+
+
+# ---------------------------------------------------------------------------------------------------- batching
+BATCHING_FILE = "batching_parameters.txt"
+ALLOWED_BATCH_SIZES = (1, 2, 4, 8, 16)  # powers of two: the XLA export's length buckets compile once per size
+
+
+def batching_parameters(max_batch_size: int = 16, batch_timeout_micros: int = 5000,
+                        max_enqueued_batches: int = 100) -> str:
+    """TF Serving's `BatchingParameters` text proto (`session_bundle_config.proto`) for `--batching_parameters_file`.
+
+    The server merges concurrent requests along dimension 0 of every input and pads a merged batch up to the next
+    `allowed_batch_sizes` entry. Every input of a request must then have the same dimension 0: GPT-2's optional
+    controls default to one value ([1]), so under batching a request of N > 1 prompts must send each control
+    with N values, or send one prompt per request. `pad_variable_length_inputs` lets `generate_tokens` requests
+    of different prompt lengths share a batch. `num_batch_threads` is left to the server (its default: the cores).
+    """
+    sizes = [s for s in ALLOWED_BATCH_SIZES if s < max_batch_size] + [max_batch_size]
+    lines = [f"max_batch_size {{ value: {max_batch_size} }}",
+             f"batch_timeout_micros {{ value: {batch_timeout_micros} }}",
+             f"max_enqueued_batches {{ value: {max_enqueued_batches} }}"]
+    lines += [f"allowed_batch_sizes: {s}" for s in sizes]
+    lines.append("pad_variable_length_inputs: true")
+    return "\n".join(lines) + "\n"
+
+
+def write_batching_parameters(base_dir: Path, **kwargs) -> Path:
+    path = Path(base_dir) / BATCHING_FILE
+    path.write_text(batching_parameters(**kwargs))
+    return path
+
+
+def serving_command(base_dir: Path, xla: bool = False, batching: bool = False) -> str:
+    """The `docker run` that serves every model under `base_dir` with the flags its exports need."""
+    flags = [f"--model_config_file={CONTAINER_BASE}/{CONFIG_FILE}", "--model_config_file_poll_wait_seconds=60"]
+    if xla:
+        flags.append("--xla_cpu_compilation_enabled=true")
+    if batching:
+        flags += ["--enable_batching", f"--batching_parameters_file={CONTAINER_BASE}/{BATCHING_FILE}"]
+    return (f'docker run --rm -p 8500:8500 -p 8501:8501 -v "{Path(base_dir).resolve()}:{CONTAINER_BASE}" '
+            f"tensorflow/serving:2.21.0 " + " ".join(flags))
