@@ -703,8 +703,8 @@ def add_text_commands(families) -> None:
     export.add_argument("--temperature", type=positive_float, default=1.0,
                         help="the `sample` signature's default temperature (default: %(default)s)")
     export.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
-                        help="weights' precision; auto: bf16 where this CPU has native bf16 (avx512_bf16), else "
-                             "fp32 (default: %(default)s)")
+                        help="weights' precision; auto: bf16 for an --xla export on a CPU with native bf16 "
+                             "(avx512_bf16), else fp32 (default: %(default)s)")
     export.add_argument("--xla", action="store_true",
                         help="compile the decoder with XLA: faster, but the server must be started with "
                              "--xla_cpu_compilation_enabled=true (a stock server refuses it)")

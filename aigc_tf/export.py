@@ -117,8 +117,8 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
     `xla=False` (the default) exports a graph a stock `tensorflow_model_server` runs: it disables XLA unless started
     with `--xla_cpu_compilation_enabled=true`. `xla=True` compiles the decoder's forward pass with XLA (faster; each
     batch size and length bucket compiles on first use, and the server needs the flag).
-    `precision`: "fp32", "bf16" (half the bytes read per token) or "auto" (bf16 where this CPU has native bf16 dot
-    products, `aigc_tf.hardware`).
+    `precision`: "fp32", "bf16" (half the bytes read per token) or "auto" (bf16 for an XLA export where this CPU has
+    native bf16 dot products, else fp32: `aigc_tf.hardware.resolve_precision`).
 
     Input from the outside world, handled in the graph so that no request crashes the server:
     - an empty prompt generates from the start token alone; a prompt is cut to the model's context, and generation
@@ -133,7 +133,7 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
     from aigc_tf.text.model import with_precision
     from aigc_tf.text.train import load_run_model
 
-    precision = resolve_precision(precision)
+    precision = resolve_precision(precision, compiled=xla)
     causal_lm, config = load_run_model(run_dir)
     causal_lm = with_precision(causal_lm, precision)
     context = causal_lm.backbone.max_sequence_length

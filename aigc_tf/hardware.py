@@ -3,7 +3,7 @@
 bfloat16 halves the bytes a decoder reads per token, but only a CPU with native bf16 dot products (`avx512_bf16`
 on x86, `amx_bf16` on newer Xeons, `bf16` on Arm) computes in it at full speed; elsewhere bf16 is emulated, and on
 an AVX2-only AMD EPYC a same-run bf16 GEMM ran at 0.54x fp32 (bench/RESULTS.md). `precision="auto"` therefore picks
-bf16 only where the flag is present.
+bf16 only where the flag is present (and only for XLA-compiled decoding, see `resolve_precision`).
 """
 
 from __future__ import annotations
@@ -33,12 +33,18 @@ def native_bf16() -> bool:
     return any(flag in cpu_flags() for flag in BF16_FLAGS)
 
 
-def resolve_precision(precision: str) -> str:
-    """"auto" -> "bf16" on a CPU with native bf16 dot products, else "fp32"; "fp32" and "bf16" pass through."""
+def resolve_precision(precision: str, compiled: bool = True) -> str:
+    """"auto" -> "bf16" on a CPU with native bf16 dot products when the decoder is XLA-compiled, else "fp32";
+    "fp32" and "bf16" pass through.
+
+    Without XLA (`compiled=False`, what a stock model server runs) "auto" stays fp32 on every CPU: there the fp32
+    matmuls fuse with their bias into one oneDNN op, and bf16 decoding measured no faster (bench/RESULTS.md,
+    `bf16_no_xla` against `fp32_no_xla`).
+    """
     if precision not in PRECISION_CHOICES:
         raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
     if precision == "auto":
-        return "bf16" if native_bf16() else "fp32"
+        return "bf16" if compiled and native_bf16() else "fp32"
     return precision
 
 

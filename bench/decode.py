@@ -6,8 +6,12 @@ no early stop. Variants, alternated:
 - `fp32`: the project's default greedy path, `aigc_tf.text.kv_decoder.KVCacheDecoder` under XLA;
 - `fp32_no_xla`: the same loop without XLA (to pick XLA or not per device);
 - `bf16`: bfloat16 weights (`--precision bf16`), one XLA program per token step looped in the graph;
+- `bf16_no_xla`: the same weights without XLA (bf16 GEMMs through oneDNN), the loop a stock server runs;
 - `served`, `served_bf16`: the project's `aigc-tf text export` SavedModels of the same weights (`--precision fp32`
-  and `bf16`), `generate_tokens` signature, run by a TF1 `Session` loader (what a model server does);
+  and `bf16`), `generate_tokens` signature, run by a TF1 `Session` loader (what a model server does). These are the
+  default exports, without XLA, which a stock model server runs (their graphs hold no XLA function or op, so the
+  in-process XLA switch does not touch them; `bench/serve.py` runs them with XLA switched off as the server does);
+- `served_xla`: `aigc-tf text export --xla` (fp32), for a server started with `--xla_cpu_compilation_enabled`;
 - full runs only, not shipped: keras-hub's `generate` under XLA (the project's previous path), with
   `quantize("int8")` + XLA (the int8 evidence), and `bf16_whole_loop`, the bf16 decoder compiled as one XLA loop
   (the evidence for compiling bf16 per step).
@@ -88,14 +92,18 @@ class SessionServed:
         self.mask_in = signature.inputs["padding_mask"].name
         self.ids_out = signature.outputs["token_ids"].name
 
+        self.new_in = signature.inputs["max_new_tokens"].name
+
     def __call__(self, inputs):
         prompt = inputs["padding_mask"].numpy()
         length = int(prompt.sum(1).min())
+        new = inputs["token_ids"].shape[1] - length
         return self.session.run(self.ids_out, {self.ids_in: inputs["token_ids"].numpy()[:, :length],
-                                               self.mask_in: prompt[:, :length].astype(np.int32)})
+                                               self.mask_in: prompt[:, :length].astype(np.int32),
+                                               self.new_in: np.full([len(prompt)], new, np.int32)})
 
 
-def export_model(causal_lm, config: TextConfig, workdir: Path, max_length: int, precision: str) -> Path:
+def export_model(causal_lm, config: TextConfig, workdir: Path, precision: str, xla: bool = False) -> Path:
     """A run folder holding `causal_lm` as its trained preset, exported with `aigc-tf text export`'s function."""
     from aigc_tf.export import export_text
     from aigc_tf.runs import RunFolder
@@ -104,7 +112,8 @@ def export_model(causal_lm, config: TextConfig, workdir: Path, max_length: int, 
     if not (run.path / "preset").exists():
         run.prepare(config)
         causal_lm.save_to_preset(str(run.path / "preset"))
-    return export_text(run.path, workdir / f"export_{precision}", max_length=max_length, precision=precision)
+    return export_text(run.path, workdir / f"export_{precision}{'_xla' if xla else ''}", max_new_tokens=NEW_TOKENS,
+                       precision=precision, xla=xla)
 
 
 def measure(config: TextConfig, bandwidth_gbs: float, *, repeats: int = 5, full: bool = True,
@@ -116,7 +125,8 @@ def measure(config: TextConfig, bandwidth_gbs: float, *, repeats: int = 5, full:
     fp32_decoder, fp32 = kv_decoder(backbone, "fp32", True)
     bf16_decoder, bf16 = kv_decoder(backbone, "bf16", True)
     fns = {"keras_hub_default": keras_hub_decoder(backbone, "auto"), "fp32": fp32,
-           "fp32_no_xla": kv_decoder(backbone, "fp32", False)[1], "bf16": bf16}
+           "fp32_no_xla": kv_decoder(backbone, "fp32", False)[1], "bf16": bf16,
+           "bf16_no_xla": kv_decoder(backbone, "bf16", False)[1]}
     if full:
         fns["keras_hub_xla"] = keras_hub_decoder(backbone, True)
         fns["bf16_whole_loop"] = kv_decoder(backbone, "bf16", True, compile_per_step=False)[1]
@@ -124,13 +134,16 @@ def measure(config: TextConfig, bandwidth_gbs: float, *, repeats: int = 5, full:
         int(backbone.position_embedding.weights[0].numpy().nbytes)
     weight_bytes = {"keras_hub_default": keras_bytes, "fp32": fp32_decoder.weight_bytes,
                     "fp32_no_xla": fp32_decoder.weight_bytes, "bf16": bf16_decoder.weight_bytes,
+                    "bf16_no_xla": bf16_decoder.weight_bytes,
                     "keras_hub_xla": keras_bytes, "bf16_whole_loop": bf16_decoder.weight_bytes,
-                    "served": fp32_decoder.weight_bytes, "served_bf16": bf16_decoder.weight_bytes}
+                    "served": fp32_decoder.weight_bytes, "served_bf16": bf16_decoder.weight_bytes,
+                    "served_xla": fp32_decoder.weight_bytes}
     first_call, export_s, load_s = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="aigc_bench_") as workdir:
-        for name, precision in (("served", "fp32"), ("served_bf16", "bf16")):
+        for name, precision, xla in (("served", "fp32", False), ("served_bf16", "bf16", False),
+                                     ("served_xla", "fp32", True)):
             began = time.perf_counter()
-            export_dir = export_model(causal_lm, config, Path(workdir), PROMPT_LENGTH + NEW_TOKENS, precision)
+            export_dir = export_model(causal_lm, config, Path(workdir), precision, xla)
             export_s[name] = time.perf_counter() - began
             began = time.perf_counter()
             fns[name] = SessionServed(export_dir)
@@ -153,8 +166,8 @@ def measure(config: TextConfig, bandwidth_gbs: float, *, repeats: int = 5, full:
             except Exception as err:  # evidence only: a keras-hub/Keras change must not sink the run
                 first_call["keras_hub_int8_xla_error"] = f"{type(err).__name__}: {str(err)[:200]}"
         rates = alternate({k: (lambda fn=fn: _rate(fn, inputs)) for k, fn in fns.items()}, repeats)
-        fns["served"].session.close()
-        fns["served_bf16"].session.close()
+        for name in ("served", "served_bf16", "served_xla"):
+            fns[name].session.close()
     tokens_per_s = {k: median(v) for k, v in rates.items()}
     result = {
         "model": {k: v for k, v in GPT2_124M.items()} if config.num_layers == 12 else config.__dict__.copy(),

@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=BENCH / "results.json", help="default: bench/results.json")
     parser.add_argument("--repeats", type=int, help="timed repeats per variant (default 5; --quick 2)")
     parser.add_argument("--text-run", type=Path, help="trained text run for the perplexity ratios")
-    parser.add_argument("--sections", default="gan,decode,train", help="comma-separated subset to run")
+    parser.add_argument("--sections", default="gan,decode,serve,train", help="comma-separated subset to run")
     args = parser.parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 5)
     sections = set(args.sections.split(","))
@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     import gan_step
     import machine
     import report
+    import serve
     import text_train
 
     began = time.perf_counter()
@@ -92,6 +93,7 @@ def main(argv=None) -> int:
         full=not args.quick, scaling_repeats=1 if args.quick else 3,
         batches=(1, 4) if args.quick else (1, 4, 16, 64), prompts=(16, 128) if args.quick else (16, 128, 512),
         text_run=demo_text_run(args.text_run, args.quick), ppl_windows=8 if args.quick else 64))
+    section("serve", lambda: serve.measure(small if args.quick else TextConfig(**decode.GPT2_124M), quick=args.quick))
     section("train", lambda: text_train.measure(peak, steps=3 if args.quick else 10, repeats=repeats))
     # The references again at the end: a peak is a peak, so each is the better of the two (MFU never flatters).
     start, end = results.pop("probes_start"), machine.probes(repeats=3 if args.quick else 5)

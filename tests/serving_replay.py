@@ -38,12 +38,18 @@ class ServedModels:
                               f"({model}, {version if version is not None else ''})")
         return self.base_dir / model / str(version or found[-1])
 
-    def run(self, model: str, version: int | None, signature: str, inputs: dict) -> dict[str, np.ndarray]:
+    def run(self, model: str, version: int | None, signature: str, inputs: dict,
+            use_defaults: bool = False) -> dict[str, np.ndarray]:
+        """`use_defaults`: fill inputs a request left out from the SignatureDef's defaults, as gRPC Predict does
+        (`predict_util.cc`); the REST front end's JSON parser requires every input (`json_tensor.cc`)."""
         path = self.version_dir(model, version)
         if path not in self.loaded:
             self.loaded[path] = tf.saved_model.load(str(path))
         function = self.loaded[path].signatures[signature]
         specs = function.structured_input_signature[1]
+        if use_defaults:
+            defaults = self.signature_defs(model, version)[signature].defaults
+            inputs = {**{k: tf.make_ndarray(v) for k, v in defaults.items() if k not in inputs}, **inputs}
         if set(inputs) != set(specs):
             raise ValueError(f"signature {signature} takes {sorted(specs)}, request gave {sorted(inputs)}")
         tensors = {name: tf.constant(value, dtype=specs[name].dtype) for name, value in inputs.items()}
@@ -164,7 +170,8 @@ class GrpcReplayServer:
                 inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
                 try:
                     outputs = served.run(request.model_spec.name, version,
-                                         request.model_spec.signature_name or "serving_default", inputs)
+                                         request.model_spec.signature_name or "serving_default", inputs,
+                                         use_defaults=True)
                 except LookupError as err:
                     context.abort(grpc.StatusCode.NOT_FOUND, str(err).strip("'\""))
                 response = predict_pb2.PredictResponse()

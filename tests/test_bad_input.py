@@ -148,7 +148,7 @@ def test_serving_signatures_answer_bad_prompts_and_refuse_bad_tensors(tiny_text_
     script = f"""
         import json, tensorflow as tf, tensorflow_text  # noqa: F401
         model = tf.saved_model.load({str(export)!r})
-        greedy = model.signatures["serving_default"]
+        greedy = model.serving_default  # the endpoint keeps the controls' defaults (`.signatures[...]` does not)
         text = lambda prompts: [t.decode("utf-8") for t in greedy(prompts=tf.constant(prompts))["text"].numpy()]
         report = {{}}
         report["invalid_utf8"] = text([b"caf\\xe9 \\xff\\xfe", b"ok"])
@@ -160,9 +160,9 @@ def test_serving_signatures_answer_bad_prompts_and_refuse_bad_tensors(tiny_text_
         bad = {{"int prompts": lambda: greedy(prompts=tf.constant([1, 2])),
                 "scalar prompt": lambda: greedy(prompts=tf.constant("hello")),
                 "matrix of prompts": lambda: greedy(prompts=tf.constant([["a", "b"]])),
-                "float token ids": lambda: model.signatures["generate_tokens"](
+                "float token ids": lambda: model.generate_tokens(
                     token_ids=tf.constant([[50256.0]]), padding_mask=tf.constant([[1]], tf.int32)),
-                "1-D token ids": lambda: model.signatures["generate_tokens"](
+                "1-D token ids": lambda: model.generate_tokens(
                     token_ids=tf.constant([50256]), padding_mask=tf.constant([1]))}}
         for name, call in bad.items():
             try:

@@ -10,6 +10,7 @@ from aigc_tf import hardware
 def test_auto_precision_follows_the_cpu_flags(monkeypatch, flags, expected):
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
     assert hardware.resolve_precision("auto") == expected
+    assert hardware.resolve_precision("auto", compiled=False) == "fp32"  # bf16 pays only under XLA
     assert hardware.resolve_precision("fp32") == "fp32" and hardware.resolve_precision("bf16") == "bf16"
     assert ("native" in hardware.describe()) == (expected == "bf16")
 

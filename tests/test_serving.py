@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from aigc_tf import AigcError
 from aigc_tf.export import export_gan, export_vae
-from aigc_tf.serving.check import check_export, find_exports
+from aigc_tf.serving.check import check_export, find_exports, read_meta_graph
 from aigc_tf.serving.client import GrpcClient, RestClient, rest_request_body
 from aigc_tf.serving.model_config import read_models_config, write_models_config
 from serving_replay import GrpcReplayServer, RestReplayServer
@@ -93,6 +93,10 @@ def test_check_passes_on_every_fresh_export_and_names_the_non_core_op(saved_mode
     done = _cli("serving", "check", str(saved_models))
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert "4 of 4 exports pass" in done.stdout
+    assert done.stdout.count("[stock server flags, XLA off]") == 4  # answered as a server with default flags
+    signature_lines = [line for line in done.stdout.splitlines() if line.startswith("      ") and "(" in line
+                       and "->" in line]
+    assert len(signature_lines) == 6 and all("after warm-up" in line for line in signature_lines), done.stdout
     assert "(4 models: gan, gpt2, vae_decoder, vae_encoder)" in done.stdout
     assert "non-core op RegexSplitWithOffsets: TF Text" in done.stdout
     token_line = next(line for line in done.stdout.splitlines() if "generate_tokens(" in line)
@@ -168,7 +172,7 @@ def grpc_server(saved_models):
 
 def _direct(saved_models: Path, model: str, signature: str = "serving_default", **inputs):
     loaded = tf.saved_model.load(str(find_exports(saved_models / model)[0]))
-    return {k: v.numpy() for k, v in loaded.signatures[signature](**inputs).items()}
+    return {k: v.numpy() for k, v in getattr(loaded, signature)(**inputs).items()}  # the endpoint keeps defaults
 
 
 @pytest.mark.slow
@@ -196,8 +200,17 @@ def test_rest_client_sends_documented_bodies_and_reads_both_reply_forms(saved_mo
     expected = _direct(saved_models, "gpt2", prompts=tf.constant(PROMPTS))["text"]
     assert texts == [t.decode("utf-8", "replace") for t in expected]
     assert all(text.startswith(prompt) for text, prompt in zip(texts, PROMPTS))
-    assert client.signature_inputs("gpt2", "generate_tokens") == {
-        "token_ids": {"dtype": "int32", "shape": [None, None]}, "padding_mask": {"dtype": "int32", "shape": [None, None]}}
+    sent = rest_server.requests[-1][2]  # REST needs every input: the client filled the controls' defaults
+    sent_names = set(sent["inputs"]) if form == "inputs" else set(sent["instances"][0])
+    assert sent_names == {"prompts", "max_new_tokens", "temperature", "top_k", "top_p", "seed"}
+    seeded = [client.generate_text(["hello"], signature="sample", seed=3, max_new_tokens=4) for _ in range(2)]
+    assert seeded[0] == seeded[1] and seeded[0][0].startswith("hello")
+    inputs = client.signature_inputs("gpt2", "generate_tokens")
+    assert inputs["token_ids"] == {"dtype": "int32", "shape": [None, None]}
+    assert inputs["temperature"] == {"dtype": "float32", "shape": [None], "default": [0.0]}
+    assert inputs["max_new_tokens"]["default"] == [8.0]
+    with pytest.raises(AigcError, match="unknown generation control 'beams'"):
+        client.generate_text(["hello"], beams=4)
 
 
 @pytest.mark.slow
@@ -234,6 +247,7 @@ def test_grpc_client_builds_predict_requests_and_reads_tensor_protos(saved_model
 
     texts = client.generate_text(PROMPTS, version=1)
     assert grpc_server.requests[-1].model_spec.version.value == 1
+    assert set(grpc_server.requests[-1].inputs) == {"prompts"}  # gRPC Predict fills the rest from the defaults
     expected = _direct(saved_models, "gpt2", prompts=tf.constant(PROMPTS))["text"]
     assert texts == [t.decode("utf-8", "replace") for t in expected]
     assert client.signature_inputs("vae_decoder") == {"latent": {"dtype": "float32", "shape": [None, 2]}}
@@ -255,6 +269,11 @@ def test_predict_command_reads_the_models_kind_from_metadata(rest_server, grpc_s
     done = _cli("serving", "predict", "--grpc", grpc_server.target, "--model", "gpt2", "--prompt", PROMPTS[0])
     assert done.returncode == 0, done.stderr[-1500:]
     assert done.stdout.startswith(PROMPTS[0])
+    seeded = [_cli("serving", "predict", "--url", rest_server.url, "--model", "gpt2", "--signature", "sample",
+                   "--prompt", "hello", "--seed", "11", "--temperature", "2", "--max-new-tokens", "5") for _ in "ab"]
+    assert seeded[0].returncode == 0 and seeded[0].stdout == seeded[1].stdout
+    done = _cli("serving", "predict", "--url", rest_server.url, "--model", "gpt2", "--prompt", "hi", "--top-p", "0")
+    assert done.returncode == 2 and "top_p must be in (0, 1]" in done.stderr
     done = _cli("serving", "predict", "--url", rest_server.url, "--model", "vae_encoder")
     assert done.returncode == 2 and "serving predict` knows noise (GAN), latent" in done.stderr
 
@@ -272,3 +291,36 @@ def test_check_fails_on_a_config_that_lists_a_model_with_no_versions(tmp_path, c
     assert "error: it lists ghost with no version on disk" in out
     assert "note: extra is not in it" in out
     assert "no MetaGraph tagged 'serve'" in out
+
+
+def test_batching_parameters_are_tf_servings_text_proto_with_sizes_up_to_the_max(tmp_path):
+
+    from aigc_tf.serving.model_config import BATCHING_FILE, serving_command, write_batching_parameters
+
+    path = write_batching_parameters(tmp_path, max_batch_size=12)
+    assert path == tmp_path / BATCHING_FILE
+    text = path.read_text()
+    sizes = [int(line.split(":")[1]) for line in text.splitlines() if line.startswith("allowed_batch_sizes")]
+    assert sizes == [1, 2, 4, 8, 12]  # the server requires the last allowed size to equal max_batch_size
+    assert "max_batch_size { value: 12 }" in text and "pad_variable_length_inputs: true" in text
+    command = serving_command(tmp_path, xla=True, batching=True)
+    assert "--enable_batching --batching_parameters_file=/models/batching_parameters.txt" in command
+    assert "--xla_cpu_compilation_enabled=true" in command
+    assert "--xla_cpu" not in serving_command(tmp_path)
+
+
+@pytest.mark.slow
+def test_every_export_carries_warmup_requests_the_server_can_parse(saved_models):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from aigc_tf.serving.warmup import WARMUP_FILE, read_warmup
+
+    for export in find_exports(saved_models):
+        records = list(tf.data.TFRecordDataset(str(export / WARMUP_FILE)).as_numpy_iterator())
+        logs = [prediction_log_pb2.PredictionLog.FromString(r) for r in records]
+        assert logs and all(log.WhichOneof("log_type") == "predict_log" for log in logs)
+        signatures = set(read_meta_graph(export).signature_def) - {"__saved_model_init_op"}
+        assert {r.model_spec.signature_name for r in read_warmup(export)} == signatures
+    gpt2 = [r for r in read_warmup(find_exports(saved_models / "gpt2")[0]) if r.model_spec.signature_name == "sample"]
+    assert [sorted(r.inputs) for r in gpt2] == [["prompts"], sorted(["prompts", "max_new_tokens", "temperature",
+                                                                        "top_k", "top_p", "seed"])]

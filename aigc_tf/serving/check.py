@@ -273,11 +273,11 @@ def _run_signatures(export_dir: Path, meta_graph, report: dict) -> None:
                                  feed_dict=request_feeds(signature_def, inputs))
             return dict(zip(fetch_names, values)), time.perf_counter() - started
 
-        def failure(name, err) -> str:
+        def failure(name, err, when: str = "") -> str:
             if "XLA compilation disabled" in str(err):
                 return (f"signature {name!r} needs XLA, which a stock tensorflow_model_server disables: start it "
                         f"with {XLA_FLAG}, or export without XLA")
-            return f"signature {name!r} failed: {_one_line(err)}"
+            return f"signature {name!r} failed{when}: {_one_line(err)}"
 
         refused = {name for name in signatures if report["signatures"][name]["needs_xla"] and not report["xla"]}
         for name in sorted(refused):  # one line each; running them would only repeat it
@@ -312,7 +312,7 @@ def _run_signatures(export_dir: Path, meta_graph, report: dict) -> None:
             try:
                 values, seconds = run(name, inputs)
             except Exception as err:  # noqa: BLE001
-                report["errors"].append(failure(name, err) + " (on an example input)")
+                report["errors"].append(failure(name, err, " on an example input"))
                 continue
             entry["warm_seconds" if "cold_seconds" in entry else "cold_seconds"] = round(seconds, 3)
             batch = len(next(iter(inputs.values()))) if inputs else None

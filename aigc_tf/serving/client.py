@@ -35,6 +35,8 @@ SINGLE_OUTPUT = "output"  # the key `predict` gives a signature's only output wh
 class ServingClient:
     """The family helpers, written once over `predict`; subclasses speak one protocol."""
 
+    requires_every_input = False  # gRPC Predict takes the SignatureDef's defaults for inputs left out
+
     def predict(self, model: str, inputs: dict, signature: str = "serving_default",
                 version: int | None = None) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -81,6 +83,10 @@ class ServingClient:
                                 f"{', '.join(TEXT_CONTROLS)}")
             if value is not None:
                 inputs[name] = np.full(len(prompts), value, TEXT_CONTROLS[name])
+        if self.requires_every_input:  # REST: the controls left out are sent with the signature's defaults
+            for name, info in self.signature_inputs(model, signature, version).items():
+                if name not in inputs and info.get("default") is not None:
+                    inputs[name] = np.full(len(prompts), np.ravel(info["default"])[0], TEXT_CONTROLS.get(name))
         texts = self._output(self.predict(model, inputs, signature, version), "text", model)
         return [t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in texts.reshape(-1)]
 
@@ -194,11 +200,21 @@ def _metadata_inputs(signature_defs: dict, signature: str, model: str) -> dict[s
         dtype = dtype[3:].lower() if dtype.startswith("DT_") else dtype  # DT_FLOAT -> float32, as TF names it
         inputs[name] = {"dtype": {"float": "float32", "double": "float64", "half": "float16"}.get(dtype, dtype),
                         "shape": None if dims is None else [None if d < 0 else d for d in dims]}
+        default = signature_defs[signature].get("defaults", {}).get(name)
+        if default is not None:  # a TensorProto as JSON: its values sit in the one `*_val` field
+            values = next((v for k, v in default.items() if k.endswith("_val")), None)
+            inputs[name]["default"] = [float(v) for v in values] if values is not None else None
     return inputs
 
 
 class RestClient(ServingClient):
-    """TF Serving's REST API (port 8501 by default)."""
+    """TF Serving's REST API (port 8501 by default).
+
+    Its JSON parser requires every input of a signature in a request (`json_tensor.cc`), defaults or not; gRPC
+    Predict fills the ones left out from the SignatureDef's defaults.
+    """
+
+    requires_every_input = True
 
     def __init__(self, url: str = "http://localhost:8501", timeout: float = 120, form: str = "instances"):
         if "://" not in url:

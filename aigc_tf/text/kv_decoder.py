@@ -166,7 +166,7 @@ class KVCacheDecoder(tf.Module):
         """x (N, in) float32 -> (N, out) float32. A bf16 layer kernel [out, in + 1] carries its own bias."""
         if not self.transposed:
             y = tf.matmul(x, kernel)
-            return y if bias is None else y + bias
+            return y if bias is None else tf.nn.bias_add(y, bias)  # MatMul + BiasAdd: one fused oneDNN op in plain TF
         if kernel is not self.lm_head:  # a layer's kernel, bias folded in by `dense` (the tied LM head has none)
             x = tf.concat([x, tf.ones_like(x[:, :1])], 1)
         if not self.jit_compile:  # plain TF would materialise an fp32 copy of the kernel per call: bf16 GEMM instead
