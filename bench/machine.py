@@ -30,7 +30,9 @@ def machine() -> str:
         pass
     gpu = ", ".join(tf.config.experimental.get_device_details(d).get("device_name", d.name)
                     for d in tf.config.list_physical_devices("GPU"))
-    return (f"{cpu}, {os.cpu_count()} logical CPUs, GPU: {gpu or 'none'}; "
+    from aigc_tf.hardware import describe
+
+    return (f"{cpu}, {os.cpu_count()} logical CPUs ({describe()}), GPU: {gpu or 'none'}; "
             f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
 
 

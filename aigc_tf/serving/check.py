@@ -217,6 +217,16 @@ def inspect_export(export_dir: Path, xla: bool = False) -> dict:
                                           "needs_xla": signature_needs_xla(meta_graph, name)}
             all_ops |= set(report["signatures"][name]["ops"])
         report["op_count"] = len(all_ops)
+        metadata = export_dir / "assets.extra" / "aigc_tf.json"  # aigc_tf.export.METADATA_FILE
+        if metadata.is_file():
+            report["precision"] = json.loads(metadata.read_text()).get("precision")
+            if report["precision"] == "bf16":
+                from aigc_tf.hardware import describe, native_bf16
+
+                report["cpu_bf16"] = describe()
+                if not native_bf16():
+                    report["notes"] = [f"bf16 weights, but this CPU has {describe()}: bf16 matmuls are emulated "
+                                       "and slower than fp32 here; export with --precision fp32 for such servers"]
         report["non_core_ops"] = _library_ops(unregistered_ops(all_ops))
         for signature in report["signatures"].values():
             signature["non_core_ops"] = sorted(set(signature["ops"]) & set(report["non_core_ops"]))
@@ -414,6 +424,8 @@ def format_report(check: ExportCheck) -> str:
     report = check.report
     size = report.get("size_bytes")
     server = "server with " + XLA_FLAG if report.get("xla") else "stock server flags, XLA off"
+    if report.get("precision"):
+        server += f"; {report['precision']} weights"
     lines = [f"{'PASS' if check.ok else 'FAIL'}  {check.path}" + (f"  ({size / 1e6:.1f} MB)" if size else "")
              + f"  [{server}]"]
     for name, sig in sorted(report.get("signatures", {}).items()):
@@ -436,6 +448,7 @@ def format_report(check: ExportCheck) -> str:
         lines.append(f"      non-core op {op}: {name}; {where}")
     if "op_count" in report:
         lines.append(f"      {report['op_count']} op types in all")
+    lines += [f"      note: {n}" for n in report.get("notes", [])]
     lines += [f"      error: {e}" for e in report.get("errors", [])]
     return "\n".join(lines)
 
