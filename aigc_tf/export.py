@@ -181,16 +181,17 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
         c = controls(batch, max_new_tokens, temperature, top_k, top_p, seed)
         token_ids, padding_mask = token_ids[:, :context], tf.cast(padding_mask[:, :context], tf.bool)
         lengths = tf.maximum(tf.reduce_sum(tf.cast(padding_mask, tf.int32), -1), 1)
-        total = tf.minimum(tf.reduce_max(lengths + c["max_new_tokens"]), context)
+        total = needed = tf.minimum(tf.reduce_max(lengths + c["max_new_tokens"]), context)
         prefill = tf.reduce_min(lengths)
         if xla:  # few shapes: the length in buckets of 32, the prefill a power of two
-            total = tf.minimum((total + 31) // 32 * 32, context)
+            total = tf.minimum((needed + 31) // 32 * 32, context)
             prefill = tf.cast(2 ** tf.floor(tf.math.log(tf.cast(prefill, tf.float32)) / math.log(2.0)), tf.int32)
         pad = tf.maximum(total - tf.shape(token_ids)[1], 0)
         token_ids = tf.pad(token_ids, [[0, 0], [0, pad]])[:, :total]
         padding_mask = tf.pad(padding_mask, [[0, 0], [0, pad]])[:, :total]
-        return decoder.sample(token_ids, padding_mask, prefill, tf.constant(end_id), c["max_new_tokens"],
-                              c["temperature"], c["top_k"], c["top_p"], c["seed"])
+        out = decoder.sample(token_ids, padding_mask, prefill, tf.constant(end_id), c["max_new_tokens"],
+                             c["temperature"], c["top_k"], c["top_p"], c["seed"])
+        return {k: v[:, :needed] for k, v in out.items()}  # the bucket's padding is not the client's
 
     def text_endpoint(defaults):
         """A string signature whose controls default to `defaults` (Tensors: recorded as the SignatureDef's)."""

@@ -29,14 +29,20 @@ def test_quick_bench_writes_results_report_and_plots(tmp_path):
     assert gan["flops_per_step"] > 0 and 0 < gan["mfu_xla"] and 0 < gan["mfu_gemm_ceiling"]
     assert gan["attribution_steps_per_s"]["xla_no_dropout"] > 0
     decode = results["decode"]
-    assert {"keras_hub_default", "fp32", "bf16", "served", "served_bf16"} <= set(decode["tokens_per_s"])
+    assert {"keras_hub_default", "fp32", "fp32_no_xla", "bf16", "bf16_no_xla", "served", "served_bf16",
+            "served_xla"} <= set(decode["tokens_per_s"])
     for key in ("weight_bytes", "fraction_of_bandwidth"):
         assert set(decode[key]) >= set(decode["tokens_per_s"])
     assert decode["weight_bytes"]["bf16"] < decode["weight_bytes"]["fp32"]
     assert {"fp32", "bf16"} <= set(decode["perplexity_ratio"]) and decode["perplexity_ratio"]["fp32"] == 1.0
     # the project's fp32 loop and its served export decode exactly keras-hub's greedy tokens
-    assert decode["token_agreement"]["fp32"] == 1.0 and decode["token_agreement"]["served"] == 1.0
-    assert decode["token_agreement"]["served_bf16"] == decode["token_agreement"]["bf16"]  # bf16 serves its own tokens
+    agreement = decode["token_agreement"]
+    assert agreement["fp32"] == agreement["served"] == agreement["served_xla"] == 1.0
+    assert agreement["served_bf16"] == agreement["bf16_no_xla"]  # the stock bf16 export serves its own loop's tokens
+    serve = results["serve"]  # the stock-server concurrency table
+    assert [(row["mode"], row["clients"]) for row in serve["table"].values()] == [
+        ("concurrent", 1), ("concurrent", 4), ("batching", 1), ("batching", 4)]
+    assert all(row["tokens_per_s"] > 0 and 0 < row["p50_s"] <= row["p95_s"] for row in serve["table"].values())
     assert decode["scaling"]["batch"] and decode["scaling"]["prompt"]
     train = results["train"]
     assert set(train["tokens_per_s"]) == {"bare_fit", "aigc_tf", "aigc_tf_bf16"} and train["mfu"] > 0
@@ -44,5 +50,6 @@ def test_quick_bench_writes_results_report_and_plots(tmp_path):
     report = (tmp_path / "RESULTS.md").read_text()
     assert results["machine"] in report and "## Targets" in report and "What limits" in report
     plots = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
-    assert plots == ["decode_scaling.png", "decode_variants.png", "gan_step.png", "train.png"]
+    assert plots == ["decode_scaling.png", "decode_variants.png", "gan_step.png", "serve_concurrency.png", "train.png"]
+    assert "## GPT-2 served: concurrent clients" in report
     assert all(f"plots/{name}" in report for name in plots)
