@@ -317,19 +317,24 @@ def write_plots(r: dict, folder: Path) -> list[Path]:
     if "serve" in r:
         table = r["serve"]["table"]
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-        for mode, style in (("concurrent", "o-"), ("batching", "s-")):
+        for mode, color in (("concurrent", "tab:blue"), ("batching", "tab:orange")):
             rows = [row for row in table.values() if row["mode"] == mode]
             clients = [row["clients"] for row in rows]
-            axes[0].plot(clients, [row["tokens_per_s"] for row in rows], style, label=mode)
-            axes[1].plot(clients, [row["p50_s"] for row in rows], style, label=f"{mode} p50")
-            axes[1].plot(clients, [row["p95_s"] for row in rows], style, alpha=0.4, label=f"{mode} p95")
-        for ax, label in ((axes[0], "served tokens/s"), (axes[1], "latency per request (s)")):
+            axes[0].plot(clients, [row["tokens_per_s"] for row in rows], "o-", color=color, label=mode)
+            axes[1].plot(clients, [row["p50_s"] for row in rows], "o-", color=color, label=f"{mode}: median")
+            axes[1].plot(clients, [row["p95_s"] for row in rows], "o--", color=color, alpha=0.5,
+                         label=f"{mode}: 95th percentile")
+        for ax, label in ((axes[0], "served tokens/s (all clients)"), (axes[1], "seconds per request")):
             ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted({row["clients"] for row in table.values()}))
+            ax.set_xticklabels([str(t) for t in ax.get_xticks()])
             ax.set_xlabel("concurrent clients")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-        fig.suptitle("GPT-2 124M served as a stock TF Serving runs it (XLA off)")
+        model = "the small demo GPT-2" if r.get("quick") else "GPT-2 124M"
+        fig.suptitle(f"{model} served as a stock TF Serving runs it (XLA off), "
+                     f"{r['serve']['new_tokens']} new tokens per request")
         save(fig, "serve_concurrency.png")
     if "gan" in r:
         gan = r["gan"]

@@ -27,6 +27,12 @@ as `GreedySampler` + `generate_step` (a test checks it) with the same weights la
   call per token and a copy of the KV cache (the step cannot update its input in place), small next to the bytes
   saved. The bench's `bf16_whole_loop` variant keeps measuring the difference for the whole decoder.
 
+`sample` is the loop the TF Serving export runs: the same forward pass, with per-row controls (max_new_tokens,
+temperature, top_k, top_p, seed) read from tensors at run time, so one graph serves every request. Without XLA (a
+stock model server disables it) the forward pass is plain TF: `tf.slice` and `TensorStridedSliceUpdate` instead of
+the `Xla*` ops, and fp32 matmuls with `tf.nn.bias_add`, which grappler fuses with the MatMul into one oneDNN op
+(bench/RESULTS.md: `fp32_no_xla`).
+
 The module is a `tf.Module`, so `aigc_tf.export` can track its variables and serve the same loop.
 """
 
@@ -75,7 +81,8 @@ def _choose(logits, temperature, top_k, top_p, seeds, index):
 
 
 class KVCacheDecoder(tf.Module):
-    """Greedy decoding for a keras-hub `GPT2Backbone`'s weights (copied, in `precision`).
+    """Greedy decoding (`decode`, `generate_step`) and sampling with per-row controls (`sample`) for a keras-hub
+    `GPT2Backbone`'s weights (copied, in `precision`).
 
     Args:
         backbone: a built `keras_hub.models.GPT2Backbone` (fp32 or bf16 weights).
