@@ -324,3 +324,11 @@ def test_every_export_carries_warmup_requests_the_server_can_parse(saved_models)
     gpt2 = [r for r in read_warmup(find_exports(saved_models / "gpt2")[0]) if r.model_spec.signature_name == "sample"]
     assert [sorted(r.inputs) for r in gpt2] == [["prompts"], sorted(["prompts", "max_new_tokens", "temperature",
                                                                         "top_k", "top_p", "seed"])]
+
+
+def test_the_client_sends_the_exports_generation_controls_in_their_dtypes():
+    from aigc_tf.export import CONTROLS
+    from aigc_tf.serving.client import TEXT_CONTROLS
+
+    assert {name: np.dtype(dtype) for name, dtype in TEXT_CONTROLS.items()} == {
+        name: np.dtype(dtype.as_numpy_dtype) for name, (dtype, _) in CONTROLS.items()}
