@@ -408,8 +408,8 @@ def _update_models_config(base_dir: Path) -> None:
 
 
 def cmd_serving_config(args) -> int:
-    from aigc_tf.serving.model_config import (model_folders, serving_command, write_batching_parameters,
-                                              write_models_config)
+    from aigc_tf.serving.model_config import (model_folders, needs_xla_flag, serving_command,
+                                              write_batching_parameters, write_models_config)
 
     path = write_models_config(args.base, serving_base=args.serving_base, policy=args.policy,
                                keep_existing=False)
@@ -419,20 +419,9 @@ def cmd_serving_config(args) -> int:
     if args.batching:
         _say(f"Wrote {write_batching_parameters(args.base, max_batch_size=args.max_batch_size)} (TF Serving's "
              "BatchingParameters; under batching send one prompt per request, or every control once per prompt)")
-    _say(f"  serve:   {serving_command(args.base, xla=_any_xla_export(args.base), batching=args.batching)}")
+    _say(f"  serve:   {serving_command(args.base, xla=needs_xla_flag(args.base), batching=args.batching)}")
     return 0
 
-
-def _any_xla_export(base_dir: Path) -> bool:
-    """Whether the newest version of any model under `base_dir` was exported with XLA (its metadata says)."""
-    from aigc_tf.export import METADATA_FILE
-    from aigc_tf.serving.model_config import model_folders
-
-    for name, found in model_folders(base_dir).items():
-        metadata = Path(base_dir) / name / str(found[-1]) / METADATA_FILE
-        if metadata.is_file() and json.loads(metadata.read_text()).get("xla"):
-            return True
-    return False
 
 
 def cmd_serving_check(args) -> int:

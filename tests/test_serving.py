@@ -332,3 +332,20 @@ def test_the_client_sends_the_exports_generation_controls_in_their_dtypes():
 
     assert {name: np.dtype(dtype) for name, dtype in TEXT_CONTROLS.items()} == {
         name: np.dtype(dtype.as_numpy_dtype) for name, (dtype, _) in CONTROLS.items()}
+
+
+def test_the_printed_serving_command_asks_for_xla_only_when_the_newest_export_needs_it(tmp_path):
+    import json
+
+    from aigc_tf.export import METADATA_FILE
+    from aigc_tf.serving.model_config import needs_xla_flag
+
+    for version, xla in ((1, True), (2, False)):
+        _fake_version(tmp_path, "gpt2", version)
+        (tmp_path / "gpt2" / str(version) / METADATA_FILE).parent.mkdir(exist_ok=True)
+        (tmp_path / "gpt2" / str(version) / METADATA_FILE).write_text(json.dumps({"xla": xla}))
+    assert not needs_xla_flag(tmp_path)  # version 2, the one served, runs without XLA
+    _fake_version(tmp_path, "gpt2", 3)
+    (tmp_path / "gpt2" / "3" / METADATA_FILE).parent.mkdir(exist_ok=True)
+    (tmp_path / "gpt2" / "3" / METADATA_FILE).write_text(json.dumps({"xla": True}))
+    assert needs_xla_flag(tmp_path)

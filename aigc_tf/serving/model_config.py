@@ -126,6 +126,18 @@ def write_batching_parameters(base_dir: Path, **kwargs) -> Path:
     return path
 
 
+def needs_xla_flag(base_dir: Path) -> bool:
+    """Whether the newest version of any model under `base_dir` was exported with XLA (`aigc-tf text export --xla`,
+    recorded in its `assets.extra/aigc_tf.json`), so that the server must be started with the XLA flag."""
+    import json
+
+    for name, found in model_folders(base_dir).items():
+        metadata = Path(base_dir) / name / str(found[-1]) / "assets.extra" / "aigc_tf.json"
+        if metadata.is_file() and json.loads(metadata.read_text()).get("xla"):
+            return True
+    return False
+
+
 def serving_command(base_dir: Path, xla: bool = False, batching: bool = False) -> str:
     """The `docker run` that serves every model under `base_dir` with the flags its exports need."""
     flags = [f"--model_config_file={CONTAINER_BASE}/{CONFIG_FILE}", "--model_config_file_poll_wait_seconds=60"]
