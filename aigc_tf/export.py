@@ -24,9 +24,9 @@ import tensorflow as tf
 
 from aigc_tf import AigcError, __version__
 from aigc_tf.config import to_json
+from aigc_tf.serving.model_config import METADATA_FILE
 from aigc_tf.serving.warmup import write_warmup
 
-METADATA_FILE = "assets.extra/aigc_tf.json"  # TF Serving ignores assets.extra/ except for warm-up requests
 
 
 def versions(model_dir: Path) -> list[int]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aigc_tf import AigcError
+from aigc_tf.serving.model_config import METADATA_FILE
 
 SERVE_TAG = "serve"
 PROMPTS = ["It is a beautiful day", "The"]  # string inputs: two prompts of different lengths
@@ -217,7 +218,7 @@ def inspect_export(export_dir: Path, xla: bool = False) -> dict:
                                           "needs_xla": signature_needs_xla(meta_graph, name)}
             all_ops |= set(report["signatures"][name]["ops"])
         report["op_count"] = len(all_ops)
-        metadata = export_dir / "assets.extra" / "aigc_tf.json"  # aigc_tf.export.METADATA_FILE
+        metadata = export_dir / METADATA_FILE
         if metadata.is_file():
             report["precision"] = json.loads(metadata.read_text()).get("precision")
             if report["precision"] == "bf16":

@@ -17,6 +17,7 @@ from pathlib import Path
 from aigc_tf import AigcError
 
 CONFIG_FILE = "models.config"
+METADATA_FILE = "assets.extra/aigc_tf.json"  # an export's provenance (TF Serving reads only warm-up requests there)
 CONTAINER_BASE = "/models"  # where the README's `docker run` mounts saved_models/
 POLICIES = ("latest", "all")
 
@@ -132,7 +133,7 @@ def needs_xla_flag(base_dir: Path) -> bool:
     import json
 
     for name, found in model_folders(base_dir).items():
-        metadata = Path(base_dir) / name / str(found[-1]) / "assets.extra" / "aigc_tf.json"
+        metadata = Path(base_dir) / name / str(found[-1]) / METADATA_FILE
         if metadata.is_file() and json.loads(metadata.read_text()).get("xla"):
             return True
     return False
