@@ -1,16 +1,20 @@
 """aigc_tf: generative AI on TensorFlow/Keras, written to be read.
 
-Images: an MLP GAN trained by an XLA-compiled step (`aigc_tf.gan`), measured with a classifier-based FID and
-Inception-style score (`aigc_tf.metrics`). Data: real digits that ship in packages, so everything runs offline
-(`aigc_tf.data`). Deployment: SavedModels in TF Serving's `<name>/<version>/` layout (`aigc_tf.export`).
-The command line (`aigc-tf`, `python -m aigc_tf`) only parses flags and calls these modules.
+Each model family is one folder with the same files, `models`, `train`, `sample`, `evaluate`, `export`:
+`aigc_tf.gan` (an MLP GAN trained by an XLA-compiled step), `aigc_tf.vae` (a VAE trained with `fit`) and
+`aigc_tf.text` (GPT-2 with keras-hub). Around them: real digits and text that ship in packages, so everything runs
+offline (`aigc_tf.data`, `aigc_tf.text.data`); a classifier-based FID and Inception-style score (`aigc_tf.metrics`);
+run folders, checkpoints and locks (`aigc_tf.runs`, `aigc_tf.training`, `aigc_tf.locks`); TF Serving's layout, a
+pre-flight check and clients (`aigc_tf.serving`). The command line (`aigc-tf`, `python -m aigc_tf`) only parses
+flags and calls these modules.
 """
 
 __version__ = "0.1.0"
 
 
 class AigcError(Exception):
-    """An error the user can fix; the CLI prints its message as one line instead of a traceback."""
+    """An error the user can fix, in one line. Messages name arguments the way a library caller writes them
+    (`learning_rate`); the CLI prints the message with its own flag names (`--learning-rate`) instead."""
 
 
 class TrainingInterrupted(AigcError):

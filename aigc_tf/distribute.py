@@ -62,7 +62,7 @@ def select_strategy(name: str = "auto"):
     one MultiWorkerMirroredStrategy.
     """
     if name not in STRATEGIES:
-        raise AigcError(f"unknown --strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+        raise AigcError(f"unknown `strategy` {name!r}; choose one of {', '.join(STRATEGIES)}")
     return _strategy(_resolve(name), os.environ.get("TF_CONFIG"))
 
 
@@ -89,7 +89,7 @@ def _strategy(name: str, _tf_config: str | None):
         return tf.distribute.get_strategy()  # the default strategy: no replicas, no cross-device ops
     if name == "multiworker":
         if cluster is None:
-            raise AigcError("--strategy multiworker needs TF_CONFIG (the cluster's workers and this task's index) "
+            raise AigcError("the multiworker `strategy` needs TF_CONFIG (the cluster's workers and this task's index) "
                             "in the environment of every worker; see the README's 'Reliability and scale'")
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.MirroredStrategy(local_devices())
@@ -141,16 +141,26 @@ def write_dir(strategy, path: Path) -> Path:
 def enable_determinism() -> None:
     """Deterministic kernels (`tf.config.experimental.enable_op_determinism`): the same seed and data give the
     same weights, on GPUs too, at some cost in speed; an op without a deterministic kernel then raises instead of
-    silently differing. (Seeds are fixed by every trainer from `--seed` regardless.)"""
+    silently differing. Process-wide, so it is the entry point's call (`aigc-tf ... --deterministic`, or a notebook's
+    first cell), never a library function's. (Seeds are fixed by every trainer from its config regardless.)"""
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
+
+
+def start(name: str, batch_size: int):
+    """A trainer's first call: `(strategy, chief)`, the `tf.distribute.Strategy` for `name` (a `strategy` name)
+    with the global batch checked against its replicas, and whether this task is the chief, which writes the run
+    folder. First, because a multi-worker strategy must be created before any other TensorFlow op."""
+    strategy = select_strategy(name)
+    check_batch_size(strategy, batch_size)
+    return strategy, is_chief(strategy)
 
 
 def check_batch_size(strategy, batch_size: int) -> int:
     """The per-replica batch: the global batch must split evenly over the replicas."""
     replicas = strategy.num_replicas_in_sync
     if batch_size % replicas:
-        raise AigcError(f"--batch-size {batch_size} does not split evenly over {replicas} replicas; use a multiple "
+        raise AigcError(f"`batch_size` {batch_size} does not split evenly over {replicas} replicas; use a multiple "
                         f"of {replicas}")
     return batch_size // replicas

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 
-PRECISIONS = ("fp32", "bf16")
-PRECISION_CHOICES = ("auto",) + PRECISIONS
+PRECISIONS = ("fp32", "bf16")  # the names every `precision` argument and `--precision` flag takes
+PRECISION_CHOICES = ("auto",) + PRECISIONS  # exports and decoding may let the CPU decide
+MIXED_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}  # training: compute dtype, float32 variables
+WEIGHT_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # decoding: the weights themselves, half the bytes read
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 
 

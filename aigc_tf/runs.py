@@ -7,27 +7,24 @@ The rules that keep a user's work safe:
 - a kill at any moment, even in the middle of writing a checkpoint, leaves the previous checkpoint usable: a new
   one is written beside it and only then named the latest (one atomic rename);
 - training never starts in a folder it cannot write, or on a disk without room for its checkpoints;
-- a NaN/Inf loss stops training before it is written over the last good checkpoint.
+- a NaN/Inf loss stops training before it is written over the last good checkpoint;
+- one writer at a time: a trainer holds the folder's lock (`aigc_tf.locks`) while it runs, and a second one is
+  refused with the first one's PID.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
-import math
 import os
 import shutil
-import signal
-import sys
-import threading
-import time
 from pathlib import Path
 
-import keras
-
-from aigc_tf import AigcError, TrainingInterrupted
+from aigc_tf import AigcError
 from aigc_tf import config as config_lib
+from aigc_tf.locks import LOCK_FILE, exclusive
 
 CONFIG_FILE = "config.json"
 # Free space a run needs before it starts: checkpoints of the default models are 20-180 MB, each written beside the
@@ -51,133 +48,8 @@ def check_free_space(path: Path) -> None:
     free, needed = shutil.disk_usage(existing).free, min_free_bytes()
     if free < needed:
         raise AigcError(f"only {free / 2**20:,.0f} MB free on the disk of {path}; a run needs at least "
-                        f"{needed / 2**20:,.0f} MB for its checkpoints: free some space or choose another --out "
+                        f"{needed / 2**20:,.0f} MB for its checkpoints: free some space or choose another folder "
                         "(AIGC_TF_MIN_FREE_MB sets the threshold)")
-
-
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stop `fit` at the first NaN/Inf loss, with one clear line, before the next backup could store it.
-
-    Keras' own `TerminateOnNaN` ends `fit` quietly, after which a trainer would save the broken weights.
-    """
-
-    def __init__(self, backup: Path):
-        super().__init__()
-        self.backup = backup
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            raise AigcError(f"the loss became {float(loss)} at step {batch + 1} of an epoch; training stopped and "
-                            f"the last good backup in {self.backup} is kept: lower the learning rate and run the "
-                            "same command to resume from it")
-
-
-class EpochBackup(keras.callbacks.Callback):
-    """Keras' `BackupAndRestore`, safe against a kill in the middle of a write.
-
-    `BackupAndRestore` overwrites one `latest.weights.h5` in place, so a SIGKILL during that write destroys the only
-    backup. Here every epoch writes `epoch-NNNN.weights.h5` beside the previous one and then points `latest.json`
-    at it with an atomic rename; a half-written file is never pointed at, and the older backups are deleted only
-    after that. The weights include the optimizer's state, its step counter (the learning-rate schedule) and the
-    dropout seed, so a resumed run continues where the backup was taken.
-
-    Args:
-        folder: where backups are read from (on every worker of a cluster: the chief's, on shared storage).
-        write_folder: where this task writes them; a temporary folder on the workers that are not the chief.
-    """
-
-    POINTER = "latest.json"
-
-    def __init__(self, folder: Path, write_folder: Path | None = None, keep: int = 2):
-        super().__init__()
-        self.folder, self.keep = Path(folder), keep
-        self.write_folder = Path(write_folder or folder)
-        self.restored_epoch = 0
-
-    def on_train_begin(self, logs=None):
-        pointer = self.folder / self.POINTER
-        if pointer.exists():
-            try:
-                latest = json.loads(pointer.read_text())
-                weights, epoch = self.folder / latest["weights"], int(latest["epoch"])
-            except (ValueError, KeyError, TypeError):
-                raise AigcError(f"{pointer} is corrupt; restore it or move {self.folder} away to start over "
-                                "(the run's other files are kept)") from None
-        elif (self.folder / "training_metadata.json").exists():  # written by keras' BackupAndRestore (older runs)
-            weights = self.folder / "latest.weights.h5"
-            epoch = int(json.loads((self.folder / "training_metadata.json").read_text())["epoch"])
-        else:
-            return
-        if self.model.optimizer is not None and not self.model.optimizer.built:
-            self.model.optimizer.build(self.model.trainable_variables)
-        try:
-            self.model.load_weights(str(weights))
-        except (OSError, ValueError, KeyError) as err:
-            raise AigcError(f"backup {weights} is unreadable or does not match this model ({type(err).__name__}); "
-                            f"move {self.folder} away to start over, or train into a new --out folder") from None
-        self.model._initial_epoch = epoch  # how keras' BackupAndRestore tells fit where to start
-        self.restored_epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.write_folder.mkdir(parents=True, exist_ok=True)
-        name = f"epoch-{epoch + 1:04d}.weights.h5"
-        self.model.save_weights(str(self.write_folder / name), overwrite=True)
-        pointer = self.write_folder / self.POINTER
-        tmp = pointer.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"epoch": epoch + 1, "weights": name}))
-        tmp.replace(pointer)  # the moment the new backup becomes the latest
-        for old in sorted(self.write_folder.glob("epoch-*.weights.h5"))[:-self.keep]:
-            old.unlink()
-
-
-def progress_verbosity(verbose: bool) -> int:
-    """Keras verbosity: the live bar on a terminal, one summary line per epoch in logs and CI, nothing when quiet."""
-    if not verbose:
-        return 0
-    return 1 if sys.stdout.isatty() else 2
-
-
-class StopRequest:
-    """Ctrl-C as a request to stop at the next step boundary, instead of an exception at a random bytecode.
-
-    Python raises `KeyboardInterrupt` wherever the main thread happens to be: inside a checkpoint write (tearing
-    it), or inside a finalizer (`__del__`, a weakref callback), where Python prints "Exception ignored" and training
-    simply goes on. The trainers check `requested` between steps, save a checkpoint and stop. A second Ctrl-C
-    interrupts at once, for a step that hangs. A process that ignores SIGINT (a `cmd &` job) keeps ignoring it.
-    """
-
-    def __init__(self):
-        self.requested, self._previous = False, None
-
-    def __enter__(self) -> "StopRequest":
-        if threading.current_thread() is threading.main_thread():
-            if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-                self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def check(self) -> None:
-        """Raise `KeyboardInterrupt` at this safe point if a stop was requested."""
-        if self.requested:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc_info):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-class _StopOnRequest(keras.callbacks.Callback):
-    def __init__(self, stop: StopRequest):
-        super().__init__()
-        self.stop = stop
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.stop.check()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,31 +80,11 @@ class RunFolder:
     def backup(self) -> Path:
         return self.path / "backup"
 
-    def fit(self, model, data, *, extra_callbacks=(), verbose: bool = True, tensorboard_update_freq="epoch",
-            chief: bool = True, backup_write_dir: Path | None = None, **fit_kwargs) -> float:
-        """`model.fit` with every fit-trained run's callbacks; returns the seconds it took.
-
-        `EpochBackup` makes re-running the same command resume from the last finished epoch (the checkpoint
-        interval of a fit-trained run is one epoch: a kill loses at most the epoch in progress); `CSVLogger`
-        appends to `history.csv` across resumes; TensorBoard writes the scalars; a NaN/Inf loss stops training
-        before the next backup. Ctrl-C becomes `TrainingInterrupted`, which the CLI turns into one line and exit
-        status 130. On a worker that is not the chief (`chief=False`) only the backup is written, to
-        `backup_write_dir`, and the logs and `extra_callbacks` are left to the chief.
-        """
-        callbacks = [StopOnNonFiniteLoss(self.backup), EpochBackup(self.backup, backup_write_dir)]
-        if chief:
-            callbacks += [keras.callbacks.CSVLogger(str(self.history_csv), append=True),
-                          keras.callbacks.TensorBoard(str(self.tensorboard), update_freq=tensorboard_update_freq),
-                          *extra_callbacks]
-        began = time.perf_counter()
-        try:
-            with StopRequest() as stop:
-                model.fit(data, callbacks=[_StopOnRequest(stop), *callbacks], verbose=progress_verbosity(verbose),
-                          shuffle=False, **fit_kwargs)
-        except KeyboardInterrupt:
-            raise TrainingInterrupted(f"interrupted; the last epoch's backup is in {self.backup}; "
-                                      "run the same command again to resume from it") from None
-        return time.perf_counter() - began
+    def config_with(self, family: str, **changes):
+        """The config a training call continues with: the stored one of the run in this folder (or the family's
+        defaults for a new run), with `changes` applied; `None` values mean "keep"."""
+        base = self.load_config(family) if self.exists() else config_lib.CONFIGS[family]()
+        return base.replace(**{name: value for name, value in changes.items() if value is not None})
 
     def exists(self) -> bool:
         return self.config_path.exists()
@@ -241,7 +93,7 @@ class RunFolder:
         """The stored config; a clear error when the folder is not a run (of this family)."""
         if not self.config_path.exists():
             raise AigcError(f"{self.path} is not an aigc_tf run folder (no {CONFIG_FILE}); "
-                            f"train one first with `aigc-tf {family or 'gan'} train --out {self.path}`")
+                            f"train one there first (`aigc-tf {family or 'gan'} train --out {self.path}`)")
         try:
             stored = config_lib.load(self.config_path)
         except (ValueError, TypeError, json.JSONDecodeError) as err:
@@ -252,24 +104,54 @@ class RunFolder:
                             f"use `aigc-tf {stored.family} ...` or another folder")
         return stored
 
-    def prepare(self, config) -> None:
-        """Create the folder for `config`, or check that the run in it can be resumed with `config`."""
+    def _refuse_foreign(self) -> None:
+        """A folder that holds something other than an aigc_tf run (its lock file aside) is never written to."""
+        if self.exists() or not self.path.exists():
+            return
+        if not self.path.is_dir() or any(p.name != LOCK_FILE for p in self.path.iterdir()):
+            raise AigcError(f"{self.path} exists and is not an aigc_tf run folder; choose a new run folder")
+
+    def check(self, config) -> None:
+        """Refuse, without writing anything, a folder `config` cannot train in: a foreign folder, a run of another
+        family or architecture, a disk without room for checkpoints."""
+        self._refuse_foreign()
         if self.exists():
             stored = self.load_config(config.family)
             changed = [f"{name}={getattr(stored, name)!r} (asked {getattr(config, name)!r})"
                        for name in config.ARCHITECTURE if getattr(stored, name) != getattr(config, name)]
             if changed:
                 raise AigcError(f"{self.path} was trained with {', '.join(changed)}; resume with the same "
-                                "settings or train into a new --out folder")
-        elif self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
-            raise AigcError(f"{self.path} exists and is not an aigc_tf run folder; choose a new --out folder")
+                                "settings or train into a new run folder")
         check_free_space(self.path)
+
+    def prepare(self, config) -> None:
+        """Create the folder for `config`, or check that the run in it can be resumed with `config`."""
+        self.check(config)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             config_lib.save(config, self.config_path)  # also proves the folder is writable, before any training
         except OSError as err:
-            raise AigcError(f"cannot write the run folder {self.path}: {err.strerror or err}; choose another --out "
+            raise AigcError(f"cannot write the run folder {self.path}: {err.strerror or err}; choose another "
                             "folder or fix its permissions") from None
+
+    @contextlib.contextmanager
+    def open_for_training(self, config, what: str, chief: bool = True):
+        """Prepare the folder for `config` and hold its lock until the block ends (a trainer's lifetime).
+
+        Only the chief of a cluster writes the run folder: on other workers this only yields.
+        """
+        if not chief:
+            yield self
+            return
+        self.check(config)  # before the lock file is written into it
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(exclusive(self.path, what))
+            except OSError as err:
+                raise AigcError(f"cannot write the run folder {self.path}: {err.strerror or err}; choose another "
+                                "folder or fix its permissions") from None
+            self.prepare(config)
+            yield self
 
     def read_history(self) -> list[dict]:
         if not self.history_csv.exists():

@@ -51,7 +51,7 @@ def prompt_inputs(batch: int, prompt_length: int, new_tokens: int, seed: int = 0
 
 
 def build_model(config: TextConfig):
-    from aigc_tf.text.model import build_causal_lm
+    from aigc_tf.text.models import build_causal_lm
 
     keras.utils.set_random_seed(0)
     return build_causal_lm(config)
@@ -105,7 +105,7 @@ class SessionServed:
 
 def export_model(causal_lm, config: TextConfig, workdir: Path, precision: str, xla: bool = False) -> Path:
     """A run folder holding `causal_lm` as its trained preset, exported with `aigc-tf text export`'s function."""
-    from aigc_tf.export import export_text
+    from aigc_tf.text.export import export_text
     from aigc_tf.runs import RunFolder
 
     run = RunFolder(workdir / "run")
@@ -203,7 +203,8 @@ def scaling(backbone, batches, prompts, repeats) -> dict:
 
 def perplexity_ratios(text_run: Path, windows: int) -> dict:
     """Held-out perplexity of the trained demo model in each shipped precision, and its ratio to fp32."""
-    from aigc_tf.text.train import corpus_windows, load_run_model
+    from aigc_tf.text.models import load_text_run as load_run_model
+    from aigc_tf.text.train import corpus_windows
 
     causal_lm, config = load_run_model(text_run)
     _, held_out = corpus_windows(config, causal_lm.preprocessor.tokenizer)

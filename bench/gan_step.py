@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from aigc_tf.config import GANConfig
 from aigc_tf.data import images as image_data
-from aigc_tf.gan.train import GAN, generate
+from aigc_tf.gan.sample import generate
+from aigc_tf.gan.train import GAN
 from machine import alternate, median, seconds
 
 VARIANTS = {  # name: (precision, jit_compile; None = eager)

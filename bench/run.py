@@ -32,7 +32,7 @@ BENCH = Path(__file__).resolve().parent
 def demo_text_run(requested: Path | None, quick: bool) -> Path:
     """A trained text run for the perplexity ratios (see the module docstring)."""
     from aigc_tf.config import TextConfig
-    from aigc_tf.text.train import train
+    from aigc_tf.text.train import train_text as train
 
     if requested:
         return requested

@@ -127,9 +127,9 @@ def measure(config, *, quick: bool = False) -> dict:
     """Export `config`'s GPT-2 (random weights) with `aigc-tf text export`'s defaults; measure it as served."""
     import keras
 
-    from aigc_tf.export import export_text
+    from aigc_tf.text.export import export_text
     from aigc_tf.runs import RunFolder
-    from aigc_tf.text.model import build_causal_lm
+    from aigc_tf.text.models import build_causal_lm
 
     keras.utils.set_random_seed(0)
     causal_lm = build_causal_lm(config)

@@ -3,7 +3,7 @@
 The small GPT-2 that `aigc-tf text train` trains (2 layers, hidden 256, batch 8 x 128 tokens), XLA on:
 - `bare_fit`: `compile(AdamW, sparse cross-entropy)` + `fit` on in-memory arrays, nothing else;
 - `aigc_tf`: the project's `compile_for_training` (AdamW with warm-up/cosine schedule, clipnorm, perplexity metric)
-  + `fit` on its tf.data pipeline of packed windows (`aigc_tf.data.text.lm_dataset`);
+  + `fit` on its tf.data pipeline of packed windows (`aigc_tf.text.data.lm_dataset`);
 - `aigc_tf_bf16`: the same under `mixed_bfloat16`.
 All three start from the same weights and see the same windows in the same order, so their final losses compare at
 equal steps. MFU = tokens/s x (6 x matmul parameters + 12 x layers x sequence x hidden) / the fp32 GEMM FLOP/s.
@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from aigc_tf.config import TextConfig
-from aigc_tf.data import text as text_data
+from aigc_tf.text import data as text_data
 from machine import alternate, median, seconds
 
 
@@ -41,7 +41,7 @@ def flops_per_token(backbone, config: TextConfig) -> float:
 def measure(peak_gflops: float, *, steps: int = 10, repeats: int = 5, config: TextConfig | None = None) -> dict:
     import keras_hub
 
-    from aigc_tf.text.model import build_causal_lm
+    from aigc_tf.text.models import build_causal_lm
     from aigc_tf.text.train import compile_for_training
 
     config = config or TextConfig()

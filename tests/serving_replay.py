@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from aigc_tf.export import versions
+from aigc_tf.serving.layout import versions
 from aigc_tf.serving.check import read_meta_graph
 
 ROUTE = re.compile(r"^/v1/models/(?P<model>[^/:]+)(/versions/(?P<version>\d+))?(?P<verb>:predict|/metadata)$")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 WORKER = """
 import json, sys
-from aigc_tf.serving.check import disable_xla_compilation, read_meta_graph, request_feeds, status_message
+from aigc_tf.compat import disable_xla_compilation
+from aigc_tf.serving.check import read_meta_graph, request_feeds, status_message
 import numpy as np, tensorflow as tf, tensorflow_text  # noqa: F401 (the stock server links TF Text's kernels)
 
 export, xla = sys.argv[1], sys.argv[2] == "xla"

@@ -117,7 +117,7 @@ def test_bad_training_data_is_one_line(family, overrides, message, tmp_path, mni
 
     config = CONFIGS[family].tiny(**overrides(tmp_path))
     with pytest.raises(AigcError, match=message) as info:
-        import_module(f"aigc_tf.{family}.train").train(config, tmp_path / "run", verbose=False)
+        getattr(import_module(f"aigc_tf.{family}.train"), f"train_{family}")(config, tmp_path / "run", verbose=False)
     assert "\n" not in str(info.value)
 
 
@@ -189,7 +189,7 @@ def test_presets_load_in_safe_mode_even_when_unsafe_loading_was_enabled(tiny_tex
     Keras' safe mode off globally."""
     import keras
 
-    from aigc_tf.text.model import load_preset
+    from aigc_tf.text.models import load_preset
 
     preset = tmp_path / "preset"
     shutil.copytree(tiny_text_run[0] / "preset", preset)

@@ -53,16 +53,34 @@ def test_bad_generate_inputs_are_one_line_errors(tiny_text_run, tmp_path, capsys
 
 def test_digit_needs_a_conditional_gan(tiny_gan_run, capsys):
     assert main(["gan", "sample", "--run", str(tiny_gan_run[0]), "--digit", "7"]) == 2
-    assert "needs one trained with --conditional" in capsys.readouterr().err
+    assert "needs a GAN trained with --conditional" in capsys.readouterr().err
 
 
 def test_explicit_zero_flags_are_kept(tmp_path):
-    from aigc_tf.cli import GAN_FLAGS, config_from_args
+    from aigc_tf.cli import GAN_FLAGS, _config
 
     args = build_parser().parse_args(["gan", "train", "--out", str(tmp_path / "r"), "--seed", "0",
                                       "--label-smoothing", "0"])
-    config = config_from_args(args, "gan", GAN_FLAGS)
+    config = _config(args, "gan", GAN_FLAGS)
     assert config.seed == 0 and config.label_smoothing == 0.0 and config.conditional is False
+
+
+def test_library_argument_names_become_the_commands_flags():
+    from aigc_tf.cli import long_options, with_flag_names
+
+    flags = long_options(build_parser())
+    assert {"--learning-rate", "--max-new-tokens", "--out"} <= flags
+    assert (with_flag_names("lower `learning_rate`; `max_length` 9; `no_such_flag` stays", flags)
+            == "lower --learning-rate; --max-length 9; `no_such_flag` stays")
+
+
+def test_help_defaults_are_read_from_the_configs():
+    from aigc_tf.config import GANConfig, TextConfig
+
+    for argv, expected in ((["gan", "train", "--help"], f"default: {GANConfig.batch_size}"),
+                           (["text", "train", "--help"], f"(default: {TextConfig.sequence_length})")):
+        done = subprocess.run([sys.executable, "-m", "aigc_tf", *argv], capture_output=True, text=True, timeout=60)
+        assert expected in " ".join(done.stdout.split()), argv
 
 
 def test_missing_run_is_one_line_not_a_traceback(tmp_path, capsys):

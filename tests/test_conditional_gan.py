@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from aigc_tf.config import GANConfig
-from aigc_tf.export import export_gan
+from aigc_tf.gan.export import export_gan
 from aigc_tf.gan.models import build_generator
-from aigc_tf.gan.train import generate, load_generator, train
+from aigc_tf.gan.sample import generate, load_generator
+from aigc_tf.gan.train import train_gan as train
 from stock_server import serve
 
 

@@ -43,8 +43,8 @@ def test_mirrored_gan_step_equals_one_device_on_the_same_global_batch(tmp_path):
     from aigc_tf import distribute
     from aigc_tf.config import GANConfig, VAEConfig
     from aigc_tf.data import load_arrays
-    from aigc_tf.gan.train import GAN, train
-    from aigc_tf.vae.train import train as train_vae
+    from aigc_tf.gan.train import GAN, train_gan as train
+    from aigc_tf.vae.train import train_vae
 
     config = GANConfig.tiny(dropout=0.0, batch_size=16)
     images = tf.constant(load_arrays("mnist", "train").images[:16].astype("float32") / 127.5 - 1.0)
@@ -89,8 +89,8 @@ def test_fit_trained_vae_and_gpt2_train_under_mirrored_strategy(tmp_path):
     corpus.write_text("It is a beautiful day, and the Union is strong. " * 2000)
     out = _python(TWO_LOGICAL_CPUS + f"""
     from aigc_tf.config import TextConfig, VAEConfig
-    from aigc_tf.text.train import train as train_text
-    from aigc_tf.vae.train import train as train_vae
+    from aigc_tf.text.train import train_text
+    from aigc_tf.vae.train import train_vae
 
     vae = train_vae(VAEConfig.tiny(epochs=1, batch_size=500), {str(tmp_path / "vae")!r}, strategy="mirrored",
                     verbose=False)
@@ -143,7 +143,7 @@ def test_strategy_names_and_tf_config_errors(monkeypatch):
     assert type(select_strategy("auto")).__name__ == "_DefaultDistributionStrategy"  # one CPU, no cluster
     with pytest.raises(AigcError, match="needs TF_CONFIG"):
         select_strategy("multiworker")
-    with pytest.raises(AigcError, match="unknown --strategy"):
+    with pytest.raises(AigcError, match="unknown `strategy`"):
         select_strategy("horovod")
     for bad in ("{not json", '{"cluster": {}}', '{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}'):
         monkeypatch.setenv("TF_CONFIG", bad)

@@ -6,8 +6,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from aigc_tf.export import export_gan, versions
-from aigc_tf.gan.train import generate, load_generator
+from aigc_tf.gan.export import export_gan
+from aigc_tf.serving.layout import versions
+from aigc_tf.gan.sample import generate, load_generator
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,8 @@ import pytest
 
 from aigc_tf import AigcError
 from aigc_tf.config import GANConfig, VAEConfig
-from aigc_tf.runs import EpochBackup, RunFolder
+from aigc_tf.callbacks import EpochBackup
+from aigc_tf.runs import RunFolder
 
 GAN_FLAGS = ["--batch-size", "500", "--latent-dim", "8", "--seed", "3", "--deterministic"]
 
@@ -49,7 +50,7 @@ def test_sigkilled_deterministic_gan_resumes_to_the_weights_of_an_uninterrupted_
     final weights equal, bit for bit, those of a run that was never interrupted."""
     import tensorflow as tf
 
-    from aigc_tf.gan.train import load_generator
+    from aigc_tf.gan.sample import load_generator
 
     steps = ["--steps", "40"]  # 2.5 epochs of 16 steps: the kill lands after checkpoint 16, before the end
     killed = tmp_path / "killed"
@@ -83,7 +84,7 @@ def test_sigkilled_vae_resumes_from_its_last_epoch_backup(tmp_path):
 
 
 def _tiny_gan(tmp_path, steps=4):
-    from aigc_tf.gan.train import train
+    from aigc_tf.gan.train import train_gan as train
 
     config = GANConfig.tiny(batch_size=500, jit_compile=False)  # faults, not XLA: skip its compile time
     train(config, tmp_path / "run", steps=steps, verbose=False)
@@ -93,7 +94,7 @@ def _tiny_gan(tmp_path, steps=4):
 def test_a_half_written_gan_checkpoint_is_skipped(tmp_path, mnist_train):
     """A kill while TensorFlow writes checkpoint N leaves its files without the `checkpoint` state file naming
     them: the run resumes from the previous one."""
-    from aigc_tf.gan.train import train
+    from aigc_tf.gan.train import train_gan as train
 
     config, run = _tiny_gan(tmp_path)
     (run / "checkpoints" / "ckpt-6.data-00000-of-00001").write_bytes(b"\x00" * 100)  # torn write, no index
@@ -103,7 +104,7 @@ def test_a_half_written_gan_checkpoint_is_skipped(tmp_path, mnist_train):
 
 
 def _fit_backup_run(tmp_path):
-    from aigc_tf.vae.train import train
+    from aigc_tf.vae.train import train_vae as train
 
     config = VAEConfig.tiny(epochs=1, batch_size=500, jit_compile=False)  # 16 steps an epoch
     train(config, tmp_path / "vae", verbose=False)
@@ -111,7 +112,7 @@ def _fit_backup_run(tmp_path):
 
 
 def test_a_half_written_fit_backup_is_skipped_and_a_corrupt_one_is_one_line(tmp_path, mnist_train):
-    from aigc_tf.vae.train import train
+    from aigc_tf.vae.train import train_vae as train
 
     config, run = _fit_backup_run(tmp_path)
     backup = run / "backup"
@@ -131,7 +132,7 @@ def test_a_half_written_fit_backup_is_skipped_and_a_corrupt_one_is_one_line(tmp_
 def test_nan_loss_stops_the_gan_and_keeps_the_last_good_checkpoint(tmp_path, mnist_train):
     import tensorflow as tf
 
-    from aigc_tf.gan.train import train
+    from aigc_tf.gan.train import train_gan as train
 
     config = GANConfig.tiny(batch_size=2000, jit_compile=False)  # 4 steps an epoch
     run = tmp_path / "run"
@@ -156,7 +157,7 @@ def test_nan_loss_stops_fit_before_the_next_backup(tmp_path, mnist_train, monkey
 
     monkeypatch.setattr(vae_train, "unit_images", images_with_a_nan)
     with pytest.raises(AigcError, match="the loss became nan at step 1 .* last good backup .* is kept"):
-        vae_train.train(config.replace(epochs=3), run, verbose=False)
+        vae_train.train_vae(config.replace(epochs=3), run, verbose=False)
     assert (run / "backup" / "latest.json").read_text() == pointer
     assert not (run / "backup" / "epoch-0002.weights.h5").exists()
 
@@ -168,7 +169,7 @@ def test_an_unwritable_out_folder_fails_before_training(tmp_path, capsys):
     blocker.write_text("x")
     assert main(["gan", "train", "--out", str(blocker / "run"), "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "cannot write the run folder" in err[0] and "choose another --out" in err[0]
+    assert len(err) == 1 and "cannot write the run folder" in err[0] and "choose another folder" in err[0]
 
     if os.geteuid() != 0:  # root writes through permission bits
         locked = tmp_path / "locked"
@@ -189,7 +190,7 @@ def test_a_full_disk_fails_before_training_and_writes_nothing(tmp_path, monkeypa
 
 
 def test_a_run_of_another_family_or_config_is_refused_and_left_intact(tmp_path, mnist_train):
-    from aigc_tf.vae.train import train as train_vae
+    from aigc_tf.vae.train import train_vae
 
     config, run = _tiny_gan(tmp_path)
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}

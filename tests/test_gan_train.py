@@ -4,7 +4,8 @@ import tensorflow as tf
 
 from aigc_tf import AigcError
 from aigc_tf.config import GANConfig
-from aigc_tf.gan.train import GAN, load_generator, train
+from aigc_tf.gan.sample import load_generator
+from aigc_tf.gan.train import GAN, train_gan as train
 from aigc_tf.runs import RunFolder
 
 

@@ -72,7 +72,7 @@ def test_unknown_precision_is_refused(causal_lm):
 
 def test_with_precision_casts_the_weights_and_refuses_unknown_ones(causal_lm):
     from aigc_tf import AigcError
-    from aigc_tf.text.model import with_precision
+    from aigc_tf.text.models import with_precision
 
     lm = with_precision(causal_lm, "bf16")
     assert lm.backbone.weights[0].dtype == "bfloat16"

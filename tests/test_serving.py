@@ -12,8 +12,10 @@ import pytest
 import tensorflow as tf
 
 from aigc_tf import AigcError
-from aigc_tf.export import export_gan, export_vae
-from aigc_tf.serving.check import check_export, find_exports, read_meta_graph
+from aigc_tf.gan.export import export_gan
+from aigc_tf.vae.export import export_vae
+from aigc_tf.serving.check import check_export, read_meta_graph
+from aigc_tf.serving.layout import version_dirs as find_exports
 from aigc_tf.serving.client import GrpcClient, RestClient, rest_request_body
 from aigc_tf.serving.model_config import read_models_config, write_models_config
 from serving_replay import GrpcReplayServer, RestReplayServer
@@ -109,7 +111,7 @@ def broken_exports(saved_models, tiny_gan_run, tmp_path_factory):
     """Exports TF Serving would refuse: truncated graph, lost variables, and a plain tf.Module SavedModel."""
     import shutil
 
-    from aigc_tf.gan.train import load_generator
+    from aigc_tf.gan.sample import load_generator
 
     base = tmp_path_factory.mktemp("broken")
     good = find_exports(saved_models / "gan")[0]
@@ -288,8 +290,8 @@ def test_check_fails_on_a_config_that_lists_a_model_with_no_versions(tmp_path, c
     _fake_version(tmp_path, "extra", 1)
     assert main(["serving", "check", str(tmp_path)]) == 2
     out = capsys.readouterr().out
-    assert "error: it lists ghost with no version on disk" in out
-    assert "note: extra is not in it" in out
+    assert "models.config lists ghost with no version on disk" in out
+    assert "note: extra is not in" in out
     assert "no MetaGraph tagged 'serve'" in out
 
 
@@ -327,7 +329,7 @@ def test_every_export_carries_warmup_requests_the_server_can_parse(saved_models)
 
 
 def test_the_client_sends_the_exports_generation_controls_in_their_dtypes():
-    from aigc_tf.export import CONTROLS
+    from aigc_tf.text.export import CONTROLS
     from aigc_tf.serving.client import TEXT_CONTROLS
 
     assert {name: np.dtype(dtype) for name, dtype in TEXT_CONTROLS.items()} == {
@@ -337,7 +339,7 @@ def test_the_client_sends_the_exports_generation_controls_in_their_dtypes():
 def test_the_printed_serving_command_asks_for_xla_only_when_the_newest_export_needs_it(tmp_path):
     import json
 
-    from aigc_tf.export import METADATA_FILE
+    from aigc_tf.serving.layout import METADATA_FILE
     from aigc_tf.serving.model_config import needs_xla_flag
 
     for version, xla in ((1, True), (2, False)):

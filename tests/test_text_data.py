@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from aigc_tf import AigcError
-from aigc_tf.data import text
+from aigc_tf.text import data as text
 from aigc_tf.text.tokenizer import gpt2_tokenizer
 
 

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from aigc_tf.export import METADATA_FILE, export_text
+from aigc_tf.serving.layout import METADATA_FILE
+from aigc_tf.text.export import export_text
 from aigc_tf.serving.check import signature_op_types
 from stock_server import serve
 
@@ -23,8 +24,8 @@ def text_export(tiny_text_export):
 
 def _greedy(run_dir, prompts, new_tokens, precision="fp32"):
     """`aigc-tf text generate --sampler greedy` per prompt, each with room for `new_tokens` more."""
-    from aigc_tf.text.generate import generate, prompt_lengths
-    from aigc_tf.text.train import load_run_model
+    from aigc_tf.text.sample import generate, prompt_lengths
+    from aigc_tf.text.models import load_text_run as load_run_model
 
     causal_lm, _ = load_run_model(run_dir)
     return [generate(causal_lm, [p], "greedy", max_length=n + new_tokens, precision=precision)[0][0]

@@ -1,15 +1,15 @@
 import pytest
 
 from aigc_tf import AigcError
-from aigc_tf.text.generate import generate, make_sampler
+from aigc_tf.text.sample import generate, make_sampler
 
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(name="nucleus"), "unknown sampler"),
-    (dict(name="top_k", temperature=0.0), "temperature must be > 0"),
-    (dict(name="top_p", top_p=1.5), r"top-p must be in \(0, 1\]"),
-    (dict(name="top_p", top_p=0.0), r"top-p must be in \(0, 1\]"),
-    (dict(name="top_k", top_k=0), "top-k must be >= 1"),
+    (dict(name="top_k", temperature=0.0), "`temperature` must be > 0"),
+    (dict(name="top_p", top_p=1.5), r"`top_p` must be in \(0, 1\]"),
+    (dict(name="top_p", top_p=0.0), r"`top_p` must be in \(0, 1\]"),
+    (dict(name="top_k", top_k=0), "`top_k` must be >= 1"),
 ])
 def test_bad_sampler_arguments_are_one_line_errors(kwargs, message):
     with pytest.raises(AigcError, match=message):
@@ -49,7 +49,7 @@ def test_length_and_count_errors(tiny_text_model):
         generate(tiny_text_model, ["hello"], max_length=65)
     with pytest.raises(AigcError, match="greedy decoding is deterministic"):
         generate(tiny_text_model, ["hello"], "greedy", num_return_sequences=2)
-    with pytest.raises(AigcError, match="at most --num-beams"):
+    with pytest.raises(AigcError, match="at most `num_beams`"):
         generate(tiny_text_model, ["hello"], "beam", num_beams=2, num_return_sequences=3)
 
 

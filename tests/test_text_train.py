@@ -6,8 +6,9 @@ import pytest
 from aigc_tf import AigcError
 from aigc_tf.config import TextConfig
 from aigc_tf.text.evaluate import perplexity
-from aigc_tf.text.model import build_causal_lm, load_preset, trainable_parameters
-from aigc_tf.text.train import load_run_model, train
+from aigc_tf.text.models import build_causal_lm, load_preset, trainable_parameters
+from aigc_tf.text.models import load_text_run as load_run_model
+from aigc_tf.text.train import train_text as train
 
 UNIFORM_LOSS = math.log(50257)
 

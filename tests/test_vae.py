@@ -9,7 +9,10 @@ import pytest
 
 from aigc_tf.config import VAEConfig
 from aigc_tf.vae.models import kl_divergence, reconstruction_nll
-from aigc_tf.vae.train import build_vae, decode, elbo_report, interpolation, load_vae, manifold, train
+from aigc_tf.vae.evaluate import elbo_report
+from aigc_tf.vae.models import build_vae
+from aigc_tf.vae.sample import decode, interpolation, load_vae, manifold
+from aigc_tf.vae.train import train_vae as train
 
 
 def test_kl_of_known_gaussians():
@@ -55,7 +58,7 @@ def test_untrained_vae_is_worse_than_trained(tiny_vae_run):
 
 @pytest.mark.slow
 def test_encoder_and_decoder_exports_run_in_a_fresh_process(tiny_vae_run, tmp_path):
-    from aigc_tf.export import export_vae
+    from aigc_tf.vae.export import export_vae
 
     run_dir, _ = tiny_vae_run
     decoder_dir, encoder_dir = export_vae(run_dir, tmp_path)
@@ -98,7 +101,7 @@ def test_conv_architecture_trains_and_round_trips(tmp_path, mnist_train):
 
 @pytest.mark.slow
 def test_saved_model_cli_runs_the_vae_decoder(tiny_vae_run, tmp_path):
-    from aigc_tf.export import export_vae
+    from aigc_tf.vae.export import export_vae
 
     decoder_dir, _ = export_vae(tiny_vae_run[0], tmp_path)
     np.save(tmp_path / "latent.npy", np.zeros((3, 2), np.float32))

@@ -85,6 +85,11 @@ def load_dataset(dataset: str = "mnist", split: str = "train", source: str | Non
     return tf.data.Dataset.from_tensor_slices({"image": arrays.images, "label": arrays.labels})
 
 
+def unit_images(dataset: str = "mnist", split: str = "train", source: str | None = None) -> np.ndarray:
+    """A split's images as float32 in [0, 1], (N, 28, 28, 1): what the VAE and the metrics take."""
+    return load_arrays(dataset, split, source).images.astype(np.float32) / 255.0
+
+
 def to_unit_range(images):
     """uint8 pixels in [0, 255] -> float32 in [0, 1]: what the classifier and the exports speak."""
     import tensorflow as tf

@@ -7,7 +7,7 @@ XLA program. The step has no Python side effects, fixed batch shapes (XLA compil
 a `tf.random.Generator` that the checkpoint saves, so a resumed run continues the same random stream. It reduces
 its losses with `tf.nn.compute_average_loss`, so it runs unchanged inside `strategy.run`.
 
-`train(config, run_dir)` is the one entry point: it resumes from the latest checkpoint in `run_dir`, saves one every
+`train_gan(config, run_dir)` is the one entry point: it resumes from the latest checkpoint in `run_dir`, saves one every
 epoch and on Ctrl-C, and writes a sample grid per epoch (from fixed noise), a GIF of them, `history.csv`, a
 loss-curve PNG and TensorBoard scalars and images.
 
@@ -34,11 +34,13 @@ from aigc_tf import AigcError, TrainingInterrupted, distribute, plots
 from aigc_tf.data import images as image_data
 from aigc_tf.gan import losses
 from aigc_tf.gan.models import build_discriminator, build_generator
-from aigc_tf.runs import RunFolder, StopRequest, progress_verbosity
+from aigc_tf.gan.sample import CHECKPOINT_ERRORS, generate, grid_labels
+from aigc_tf.hardware import MIXED_POLICIES
+from aigc_tf.runs import RunFolder
+from aigc_tf.seeding import seeded
+from aigc_tf.training import StopRequest, progress_verbosity
 
 FIXED_NOISE_FILE = "fixed_noise.npy"
-# What a truncated, foreign or mismatched checkpoint raises from TensorFlow's reader.
-CHECKPOINT_ERRORS = (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError)
 
 
 class GAN:
@@ -46,8 +48,7 @@ class GAN:
 
     def __init__(self, config):
         self.config = config
-        keras.utils.set_random_seed(config.seed)  # weight initialisation and dropout masks
-        with _precision_policy(config.precision):  # variables stay float32 either way
+        with seeded(config.seed), _precision_policy(config.precision):  # seeds: weights, dropout; variables fp32
             self.generator = build_generator(config)
             self.discriminator = build_discriminator(config)
         if tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1:
@@ -155,18 +156,17 @@ def _synchronize_batch_norm(model: keras.Model) -> None:
             layer.synchronized = True
 
 
-# `--precision`: bf16 computes every layer in bfloat16 with float32 variables (Keras' mixed_bfloat16; no loss scaling
-# is needed, bfloat16 has float32's exponent range).
-PRECISION_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
+# `precision="bf16"` computes every layer in bfloat16 with float32 variables (Keras' mixed_bfloat16; no loss
+# scaling is needed, bfloat16 has float32's exponent range).
 
 
 @contextlib.contextmanager
 def _precision_policy(precision: str):
     """Build layers under the precision's Keras dtype policy without leaving it set for the rest of the process."""
-    if precision not in PRECISION_POLICIES:
-        raise AigcError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_POLICIES)}")
+    if precision not in MIXED_POLICIES:
+        raise AigcError(f"unknown precision {precision!r}; choose one of {', '.join(MIXED_POLICIES)}")
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(PRECISION_POLICIES[precision])
+    keras.config.set_dtype_policy(MIXED_POLICIES[precision])
     try:
         yield
     finally:
@@ -177,22 +177,6 @@ def _seed_states(model: keras.Model) -> list:
     """The state of each Keras `SeedGenerator` (Dropout's masks), which a `tf.train.Checkpoint` of the model
     itself does not reach: without it a resumed run draws other dropout masks than an uninterrupted one."""
     return [v.value for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
-
-
-def generate(generator: keras.Model, noise, labels=None) -> np.ndarray:
-    """Images in [0, 1], (N, 28, 28, 1), from noise (N, Z) [and labels (N,) for a conditional generator], with
-    BatchNormalization in inference mode."""
-    noise = tf.convert_to_tensor(noise, tf.float32)
-    inputs = noise if labels is None else [noise, tf.convert_to_tensor(labels, tf.int32)]
-    images = tf.cast(generator(inputs, training=False), tf.float32)
-    return ((images + 1.0) / 2.0).numpy()
-
-
-def grid_labels(config) -> np.ndarray | None:
-    """For a conditional GAN, the labels of the sample grid: each row counts 0, 1, 2, ... so columns share a digit."""
-    if not config.conditional:
-        return None
-    return np.arange(config.grid_size**2) % config.grid_size % config.num_classes
 
 
 def fixed_noise(run: RunFolder, config) -> np.ndarray:
@@ -222,31 +206,31 @@ def _progress_bar(steps: int, verbose: bool):
                                unit_name="step")
 
 
-def train(config, run_dir: Path, *, steps: int | None = None, data_dir: Path | None = None,
-          verbose: bool = True, strategy: str = "one", deterministic: bool = False) -> TrainResult:
+def train_gan(config, run_dir: Path, *, steps: int | None = None, data_dir: Path | None = None,
+              verbose: bool = True, strategy: str = "one") -> TrainResult:
     """Train (or resume) a GAN run until `config.epochs` epochs, or `steps` steps in total when given.
 
-    `strategy` is a `--strategy` name (see `aigc_tf.distribute`); only the chief writes the run folder.
-    `deterministic` turns on TensorFlow's deterministic kernels, so a resumed run matches an uninterrupted one
-    on GPUs too (on CPU it already does).
+    `strategy` is a strategy name (see `aigc_tf.distribute`); only the chief writes the run folder, and it holds
+    the folder's lock while it trains. Everything random is seeded from `config.seed`; on a GPU a resumed run
+    matches an uninterrupted one bit for bit only with deterministic kernels (`distribute.enable_determinism()`).
     """
-    dist = distribute.select_strategy(strategy)  # first: a multi-worker strategy must precede every TF op
-    distribute.check_batch_size(dist, config.batch_size)
-    chief = distribute.is_chief(dist)
+    dist, chief = distribute.start(strategy, config.batch_size)
     train_data = image_data.load_arrays(config.dataset, "train", config.source, data_dir)
     train_images = train_data.images
     steps_per_epoch = image_data.batches_per_epoch(len(train_images), config.batch_size)
     if steps_per_epoch == 0:
-        raise AigcError(f"batch size {config.batch_size} is larger than the {len(train_images)} training images")
-    run = RunFolder(Path(run_dir))
-    if chief:
-        run.prepare(config)  # after the checks above: a bad flag leaves no half-made run folder
-    if deterministic:
-        distribute.enable_determinism()
+        raise AigcError(f"`batch_size` {config.batch_size} is larger than the {len(train_images)} training images")
     total_steps = steps if steps is not None else config.epochs * steps_per_epoch
     if total_steps <= 0:
-        raise AigcError("nothing to train: --epochs and --steps must be positive")
+        raise AigcError("nothing to train: `epochs` and `steps` must be positive")
+    # After the checks above, so a bad argument leaves no half-made run folder.
+    with RunFolder(Path(run_dir)).open_for_training(config, "gan train", chief) as run:
+        return _train_loop(config, run, dist, chief, train_data, steps_per_epoch, total_steps, verbose)
 
+
+def _train_loop(config, run: RunFolder, dist, chief: bool, train_data, steps_per_epoch: int, total_steps: int,
+                verbose: bool) -> TrainResult:
+    """The loop of `train_gan`, inside the run folder's lock."""
     with dist.scope():
         gan = GAN(config)
     manager = tf.train.CheckpointManager(gan.checkpoint, str(distribute.write_dir(dist, run.checkpoints)),
@@ -267,7 +251,7 @@ def train(config, run_dir: Path, *, steps: int | None = None, data_dir: Path | N
                "history": run.history_csv, "tensorboard": run.tensorboard}
 
     step_fn = gan.distributed_train_step(dist)
-    dataset = image_data.training_batches(train_images, config.batch_size, config.seed, start_step=start,
+    dataset = image_data.training_batches(train_data.images, config.batch_size, config.seed, start_step=start,
                                           labels=train_data.labels if config.conditional else None)
     if distribute.is_distributed(dist):
         dataset = dist.experimental_distribute_dataset(dataset)  # splits each global batch over the replicas
@@ -289,8 +273,8 @@ def train(config, run_dir: Path, *, steps: int | None = None, data_dir: Path | N
                     step, count = step + 1, count + 1
                     if not all(math.isfinite(v) for v in metrics.values()):  # stop before a checkpoint can store it
                         raise AigcError(f"the losses became NaN/Inf at step {step} ({metrics}); the last good "
-                                        f"checkpoint in {run.checkpoints} is kept: lower --learning-rate and run the "
-                                        "command again")
+                                        f"checkpoint in {run.checkpoints} is kept: lower `learning_rate` and train "
+                                        "again to resume from it")
                     for k, v in metrics.items():
                         sums[k] = sums.get(k, 0.0) + v
                     stop.check()  # after the step: a requested stop saves it too
@@ -343,20 +327,3 @@ def _final_figures(run: RunFolder, config) -> dict[str, Path]:
             run.history_csv, run.path / "loss_curve.png", ["d_loss", "g_loss"],
             f"GAN on {config.dataset}: discriminator vs generator loss")
     return outputs
-
-
-def load_generator(run_dir: Path) -> tuple[keras.Model, object, int]:
-    """The generator of a run at its latest checkpoint: (generator, config, step)."""
-    run = RunFolder(Path(run_dir))
-    config = run.load_config("gan")
-    latest = tf.train.latest_checkpoint(str(run.checkpoints))
-    if latest is None:
-        raise AigcError(f"{run.path} has no checkpoint yet; train it first: aigc-tf gan train --out {run.path}")
-    generator = build_generator(config)
-    step = tf.Variable(0, dtype=tf.int64)
-    try:
-        tf.train.Checkpoint(generator=generator, step=step).restore(latest).expect_partial()
-    except CHECKPOINT_ERRORS as err:
-        raise AigcError(f"checkpoint {latest} is unreadable ({type(err).__name__}); delete its files to fall "
-                        "back to the previous checkpoint") from None
-    return generator, config, int(step.numpy())

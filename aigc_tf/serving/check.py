@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aigc_tf import AigcError
-from aigc_tf.serving.model_config import METADATA_FILE
+from aigc_tf.compat import disable_xla_compilation
+from aigc_tf.serving.layout import METADATA_FILE, model_folders, version_dirs
+from aigc_tf.serving.model_config import XLA_FLAG
 
 SERVE_TAG = "serve"
 PROMPTS = ["It is a beautiful day", "The"]  # string inputs: two prompts of different lengths
@@ -152,28 +154,6 @@ def example_input(name: str, tensor_info, batch: int = 2):
 
 
 # ---------------------------------------------------------------------------------------------------- the server
-XLA_FLAG = "--xla_cpu_compilation_enabled=true"
-_DISABLE_XLA_SYMBOL = "_ZN10tensorflow21DisableXlaCompilationEv"  # tensorflow::DisableXlaCompilation()
-
-
-def disable_xla_compilation() -> None:
-    """Switch XLA off in this process exactly as `tensorflow_model_server` does by default.
-
-    Call it before running any graph: from then on a `jit_compile=True` function fails with
-    "XLA compilation disabled", as it does in the server.
-    """
-    import ctypes
-
-    import tensorflow as tf
-
-    library = Path(tf.__file__).parent / "libtensorflow_cc.so.2"
-    try:
-        getattr(ctypes.CDLL(str(library)), _DISABLE_XLA_SYMBOL)()
-    except (OSError, AttributeError) as err:
-        raise AigcError(f"cannot switch XLA off as the model server does ({library}: {err}); "
-                        "check with --xla, knowing the stock server may still refuse XLA signatures") from None
-
-
 def request_feeds(signature_def, inputs: dict) -> dict:
     """{tensor name: value} the model server feeds for a request giving `inputs` ({input name: value}).
 
@@ -378,29 +358,6 @@ class ExportCheck:
         return bool(self.report.get("ok"))
 
 
-def find_exports(path: Path, all_versions: bool = False) -> list[Path]:
-    """The version folders under `path`: a version folder itself, a model folder (`<name>/`), or a base folder
-    holding model folders (`saved_models/`). By default only each model's newest version, the one TF Serving's
-    default policy serves."""
-    path = Path(path)
-    if not path.exists():
-        raise AigcError(f"{path} does not exist; export a model first (e.g. `aigc-tf gan export`)")
-    if (path / "saved_model.pb").exists():
-        return [path]
-
-    def versions_of(folder: Path) -> list[Path]:
-        found = sorted((p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
-        return found if all_versions else found[-1:]
-
-    exports = versions_of(path)
-    if not exports:
-        for folder in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            exports += versions_of(folder)
-    if not exports:
-        raise AigcError(f"no SavedModel versions under {path} (expected {path}/<name>/<version>/saved_model.pb)")
-    return exports
-
-
 def check_export(export_dir: Path, timeout: float = 900, xla: bool = False) -> ExportCheck:
     """Run the worker on one export in a fresh process and collect its report.
 
@@ -452,6 +409,43 @@ def format_report(check: ExportCheck) -> str:
     lines += [f"      note: {n}" for n in report.get("notes", [])]
     lines += [f"      error: {e}" for e in report.get("errors", [])]
     return "\n".join(lines)
+
+
+def config_problems(base_dir: Path) -> tuple[list[str], list[str]]:
+    """Does `<base>/models.config` match the model folders on disk? `(errors, notes)`: a listed model without a
+    version makes the server wait for it forever (an error); a model folder it leaves out is not served (a note)."""
+    from aigc_tf.serving.model_config import CONFIG_FILE, read_models_config
+
+    config = Path(base_dir) / CONFIG_FILE
+    if not config.is_file():
+        return [], []
+    names = [e.name for e in read_models_config(config).model_config_list.config]
+    on_disk = model_folders(base_dir)
+    missing = [n for n in names if n not in on_disk]
+    errors = [f"{config} lists {', '.join(missing)} with no version on disk; run `aigc-tf serving config`"] \
+        if missing else []
+    notes = [f"{name} is not in {config}, so it will not be served; run `aigc-tf serving config`"
+             for name in sorted(set(on_disk) - set(names))]
+    return errors, notes
+
+
+def check_serving_folder(path: Path, xla: bool = False, all_versions: bool = False, on_export=None) -> list[ExportCheck]:
+    """`check_export` for every export under `path` (newest versions only unless `all_versions`).
+
+    `on_export(check)` is called as each one finishes (a check takes a fresh process and can take a minute):
+    the CLI prints it at once. Raises `AigcError` when any export, or the folder's models.config, would fail.
+    """
+    errors, _ = config_problems(path)
+    checks = []
+    for export in version_dirs(path, all_versions=all_versions):
+        checks.append(check_export(export, xla=xla))
+        if on_export is not None:
+            on_export(checks[-1])
+    failed = sum(not c.ok for c in checks)
+    if failed or errors:
+        what = f"{failed} of {len(checks)} export(s)" if failed else f"{Path(path) / 'models.config'}"
+        raise AigcError(f"{what} would fail in TF Serving; see the errors above")
+    return checks
 
 
 def _shape(shape) -> str:

@@ -335,3 +335,29 @@ def connect(url: str | None = None, grpc_target: str | None = None, **kwargs) ->
     if grpc_target:
         return GrpcClient(grpc_target, **kwargs)
     return RestClient(url or "http://localhost:8501", **kwargs)
+
+
+def ask(client: ServingClient, model: str, *, signature: str = "serving_default", version: int | None = None,
+        prompts: list[str] | None = None, num: int = 16, digit: int | None = None, seed: int | None = None,
+        **controls):
+    """Ask a served model for what it makes, chosen by what its signature takes (read from the server's metadata):
+    `("text", [str])` for GPT-2's prompts, `("images", (num, 28, 28, 1))` for a GAN's noise or a VAE decoder's
+    latents. `controls` are GPT-2's optional inputs (max_new_tokens, temperature, top_k, top_p)."""
+    inputs = client.signature_inputs(model, signature, version)
+    if "prompts" in inputs:
+        if not prompts:
+            raise AigcError(f"model {model!r} takes prompts; give at least one")
+        return "text", client.generate_text(prompts, model, signature, version, seed=seed, **controls)
+    if prompts:
+        raise AigcError(f"model {model!r} takes {sorted(inputs)}, not prompts")
+    name = next((n for n in ("noise", "latent") if n in inputs), None)
+    if name is None or inputs[name]["shape"] is None or inputs[name]["shape"][-1] is None:
+        raise AigcError(f"model {model!r} takes {sorted(inputs)}; `ask` knows noise (GAN), latent (VAE decoder) and "
+                        "prompts (GPT-2): call other models with the client's predict")
+    draws = np.random.default_rng(seed or 0).standard_normal((num, inputs[name]["shape"][-1])).astype(np.float32)
+    if name == "latent":
+        return "images", client.decode(draws, model, version)
+    labels = None
+    if "labels" in inputs:
+        labels = np.full(num, digit) if digit is not None else np.arange(num) % 10
+    return "images", client.generate_images(draws, labels, model, version)

@@ -12,30 +12,16 @@ from the `tensorflow-serving-api` package), so what we write is what the model s
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from aigc_tf import AigcError
+from aigc_tf.serving.layout import METADATA_FILE, model_folders
 
 CONFIG_FILE = "models.config"
-METADATA_FILE = "assets.extra/aigc_tf.json"  # an export's provenance (TF Serving reads only warm-up requests there)
+XLA_FLAG = "--xla_cpu_compilation_enabled=true"  # a stock tensorflow_model_server disables XLA without it
 CONTAINER_BASE = "/models"  # where the README's `docker run` mounts saved_models/
 POLICIES = ("latest", "all")
-
-
-def model_folders(base_dir: Path) -> dict[str, list[int]]:
-    """`{name: [versions]}` for every folder of `base_dir` that holds at least one complete SavedModel version.
-
-    A version is complete when its `saved_model.pb` exists; `.partial-N` folders (exports still being written) and
-    folders without integer versions are not models.
-    """
-    base_dir = Path(base_dir)
-    found = {}
-    for folder in sorted(p for p in base_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        versions = sorted(int(v.name) for v in folder.iterdir()
-                          if v.is_dir() and v.name.isdigit() and (v / "saved_model.pb").is_file())
-        if versions:
-            found[folder.name] = versions
-    return found
 
 
 def read_models_config(path: Path):
@@ -91,7 +77,7 @@ def write_models_config(base_dir: Path = Path("saved_models"), serving_base: str
         raise AigcError(f"no SavedModel versions under {base_dir}/<name>/<version>/; export a model first")
     header = ("# TF Serving model config, written by `aigc-tf` (regenerate: `aigc-tf serving config`).\n"
               "# Serve: tensorflow_model_server --model_config_file=<this file> (see README, Deploy).\n")
-    tmp = path.with_name(f".{CONFIG_FILE}.tmp")
+    tmp = path.with_name(f".{CONFIG_FILE}.{os.getpid()}.tmp")  # one per writer: two exports may refresh it at once
     tmp.write_text(header + text_format.MessageToString(config))
     tmp.replace(path)  # atomic: a server polling the file never reads half of it
     return path
@@ -143,7 +129,7 @@ def serving_command(base_dir: Path, xla: bool = False, batching: bool = False) -
     """The `docker run` that serves every model under `base_dir` with the flags its exports need."""
     flags = [f"--model_config_file={CONTAINER_BASE}/{CONFIG_FILE}", "--model_config_file_poll_wait_seconds=60"]
     if xla:
-        flags.append("--xla_cpu_compilation_enabled=true")
+        flags.append(XLA_FLAG)
     if batching:
         flags += ["--enable_batching", f"--batching_parameters_file={CONTAINER_BASE}/{BATCHING_FILE}"]
     return (f'docker run --rm -p 8500:8500 -p 8501:8501 -v "{Path(base_dir).resolve()}:{CONTAINER_BASE}" '

@@ -7,9 +7,11 @@ of context (the same setting as training).
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
-from aigc_tf.data import text as text_data
+from aigc_tf.text import data as text_data
 
 
 def perplexity(causal_lm, corpus: str, sequence_length: int, batch_size: int = 8, max_sequences: int | None = None,
@@ -34,3 +36,15 @@ def window_perplexity(causal_lm, windows, batch_size: int = 8, jit_compile: bool
                                  return_dict=True)["loss"])
     return {"perplexity": math.exp(loss), "loss": loss, "tokens": int(windows[:, 1:].size),
             "sequences": int(len(windows)), "sequence_length": int(windows.shape[1] - 1)}
+
+
+def evaluate_text(run_dir: Path, corpus: str = "moby_dick", max_sequences: int | None = None, verbose: int = 0) -> dict:
+    """A text run's perplexity on `corpus` at its training sequence length, also written to
+    `<run>/eval_<corpus>.json`."""
+    from aigc_tf.text.models import load_text_run
+
+    causal_lm, config = load_text_run(run_dir)
+    report = {"run": str(run_dir), **perplexity(causal_lm, corpus, config.sequence_length,
+                                                 max_sequences=max_sequences, verbose=verbose)}
+    (Path(run_dir) / f"eval_{Path(corpus).stem}.json").write_text(json.dumps(report, indent=2))
+    return report

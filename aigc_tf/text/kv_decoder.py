@@ -11,21 +11,13 @@ as `GreedySampler` + `generate_step` (a test checks it) with the same weights la
   (`dynamic_update_slice`), all inside one `tf.while_loop`;
 - `precision="bf16"`: the matmul weights stored in bfloat16, half the bytes read per token, and laid out
   [out, in] so that each output is a dot product along contiguous memory. At batch 1 a matmul is a matrix-vector
-  product bound by reading the matrix; measured on a 2-core AVX-512 VM (bench/RESULTS.md), XLA fuses the bf16 -> fp32
-  convert into such a transposed dot at full bandwidth, while oneDNN's bf16 GEMM and XLA's [in, out] bf16 dot read
-  bf16 slower than fp32. So bf16 decoding runs under XLA; LayerNorm, softmax, the cache and the residual stream
-  stay float32. A bias add fused into that converted dot slowed it 5x, so bf16 kernels carry their bias as an extra
-  input column (bf16 rounds the bias too; the perplexity ratio in bench/RESULTS.md covers it).
-- weight-only int8 (one scale per output channel, same layout, compiled per step) was tried and not kept: on the same
-  machine it decoded at 0.8x the bf16 speed (73-78 vs 93 tokens/s for GPT-2 124M), although its matvecs alone ran
-  1.5x faster than bf16's.
-- bf16 compiles one XLA program per token step (and one for the prefill) and loops over them in the TF graph, where
-  fp32 compiles the whole loop. Inside an XLA `while`, the bf16 -> fp32 convert of a weight is loop-invariant, so
-  XLA hoists it out of the loop and every token then reads materialised fp32 weights: measured side by side on the LM
-  head ([1, 768] x [768, 50257], same VM), a bf16 matvec inside an XLA loop took as long as fp32 (4.7 ms),
-  while the same step compiled alone and called from a graph loop took 2.2 ms (fp32 5.0 ms). The graph loop costs a
-  call per token and a copy of the KV cache (the step cannot update its input in place), small next to the bytes
-  saved. The bench's `bf16_whole_loop` variant keeps measuring the difference for the whole decoder.
+  product bound by reading the matrix, and XLA fuses the bf16 -> fp32 convert into such a dot at full bandwidth,
+  so bf16 decoding runs under XLA; LayerNorm, softmax, the cache and the residual stream stay float32, and each
+  bf16 kernel carries its bias as an extra input column (a bias add fused into the converted dot is slow).
+- bf16 compiles one XLA program per token step (and one for the prefill) and loops over them in the TF graph,
+  where fp32 compiles the whole loop: inside an XLA `while` the weight's bf16 -> fp32 convert is loop-invariant,
+  so XLA would hoist it out and every token would read fp32 weights again.
+The measurements behind these choices (and the int8 variant that was tried and dropped) are in bench/RESULTS.md.
 
 `sample` is the loop the TF Serving export runs: the same forward pass, with per-row controls (max_new_tokens,
 temperature, top_k, top_p, seed) read from tensors at run time, so one graph serves every request. Without XLA (a
@@ -41,9 +33,11 @@ from __future__ import annotations
 import math
 
 import tensorflow as tf
-from tensorflow.compiler.tf2xla.python import xla
 
-PRECISIONS = ("fp32", "bf16")
+from aigc_tf.compat import xla_ops
+from aigc_tf.hardware import PRECISIONS
+
+xla = xla_ops()  # dynamic_slice / dynamic_update_slice: the in-place cache update under XLA
 
 
 def _layer_norm(x, gamma, beta, epsilon=1e-5):

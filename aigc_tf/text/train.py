@@ -2,7 +2,7 @@
 
 The recipe of the PyTorch GPT-2 fine-tuning scripts, expressed with Keras parts: AdamW with a linear warm-up and a
 cosine decay, gradient clipping by norm, weight decay off for biases and LayerNorm, validation loss and perplexity
-every epoch, `BackupAndRestore` to resume an interrupted run, a callback that prints a generation from a fixed prompt
+every epoch, an epoch backup to resume an interrupted run (`aigc_tf.callbacks.EpochBackup`), a callback that prints a generation from a fixed prompt
 every epoch, CSV and TensorBoard logs and a loss-curve PNG. An "epoch" is an evaluation interval of
 `steps_per_epoch` steps (a full pass over the 2 M-token SOTU corpus is ~2,000 steps).
 
@@ -21,11 +21,11 @@ import keras
 import numpy as np
 
 from aigc_tf import AigcError, distribute, plots
-from aigc_tf.data import text as text_data
 from aigc_tf.runs import RunFolder
-from aigc_tf.text.model import build_causal_lm, trainable_parameters
-
-PRESET_DIR = "preset"
+from aigc_tf.seeding import seeded
+from aigc_tf.text import data as text_data
+from aigc_tf.text.models import PRESET_DIR, build_causal_lm, trainable_parameters
+from aigc_tf.training import fit_run
 
 
 @dataclasses.dataclass
@@ -100,31 +100,31 @@ def _int_padding_mask(x, y, sample_weight):
     return {**x, "padding_mask": tf.cast(x["padding_mask"], tf.int32)}, y, sample_weight
 
 
-def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = True, strategy: str = "one",
-          deterministic: bool = False) -> TextTrainResult:
+def train_text(config, run_dir: Path, *, steps: int | None = None, verbose: bool = True,
+               strategy: str = "one") -> TextTrainResult:
     """Train (or resume) a text run: `config.epochs` epochs of `steps_per_epoch`, or `steps` steps in total.
 
-    `strategy` is a `--strategy` name: the model is built and compiled in its scope and `fit` splits every global
-    batch of `config.batch_size` windows over the replicas; only the chief writes the run folder.
+    `strategy` is a strategy name (see `aigc_tf.distribute`): the model is built and compiled in its scope and `fit`
+    splits every global batch of `config.batch_size` windows over the replicas; only the chief writes the run
+    folder, holding its lock.
     """
+    dist, chief = distribute.start(strategy, config.batch_size)
+    with RunFolder(Path(run_dir)).open_for_training(config, "text train", chief) as run:
+        return _fit(config, run, dist, chief, steps, verbose)
+
+
+def _fit(config, run: RunFolder, dist, chief: bool, steps: int | None, verbose: bool) -> TextTrainResult:
+    """`train_text` inside the run folder's lock."""
     import keras_hub
 
-    dist = distribute.select_strategy(strategy)  # first: a multi-worker strategy must precede every TF op
-    distribute.check_batch_size(dist, config.batch_size)
-    chief, distributed = distribute.is_chief(dist), distribute.is_distributed(dist)
-    run = RunFolder(Path(run_dir))
-    if chief:
-        run.prepare(config)
-    if deterministic:
-        distribute.enable_determinism()
-    keras.utils.set_random_seed(config.seed)
+    distributed = distribute.is_distributed(dist)
     with dist.scope():
         causal_lm = build_causal_lm(config)
     train_windows, val_windows = corpus_windows(config, causal_lm.preprocessor.tokenizer)
     full_pass = len(train_windows) // config.batch_size
     if full_pass < 1:
         raise AigcError(f"corpus {config.corpus} gives {len(train_windows)} training sequences, fewer than one "
-                        f"batch of {config.batch_size}")
+                        f"batch of `batch_size` {config.batch_size}")
     steps_per_epoch = config.steps_per_epoch or full_pass
     if steps:
         steps_per_epoch = min(steps_per_epoch, steps)
@@ -132,7 +132,8 @@ def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = Tr
     total_parameters = int(sum(np.prod(v.shape) for v in causal_lm.backbone.weights))  # before the adapters
     with dist.scope():
         if config.lora_rank:
-            causal_lm.backbone.enable_lora(rank=config.lora_rank)
+            with seeded(config.seed):  # the adapters' initial A matrices
+                causal_lm.backbone.enable_lora(rank=config.lora_rank)
         trainer = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone, preprocessor=None)
         # XLA stays the single-device path (see aigc_tf.distribute); the stored config keeps the user's choice.
         compile_for_training(trainer, config.replace(jit_compile=config.jit_compile and not distributed),
@@ -149,7 +150,7 @@ def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = Tr
     extra = [TextSampleCallback(causal_lm, config.sample_prompt, run.path / "samples.txt",
                                 max_length=min(64, config.max_sequence_length), tensorboard_dir=run.tensorboard,
                                 verbose=verbose)] if chief else []
-    seconds = run.fit(trainer, train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
+    seconds = fit_run(run, trainer, train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
                       validation_steps=config.validation_batches, extra_callbacks=extra,
                       tensorboard_update_freq=max(1, steps_per_epoch // 10), verbose=verbose, chief=chief,
                       backup_write_dir=distribute.write_dir(dist, run.backup))
@@ -168,15 +169,3 @@ def train(config, run_dir: Path, *, steps: int | None = None, verbose: bool = Tr
             f"GPT-2 on {config.corpus}: training and validation loss", x="epoch")
     return TextTrainResult(run.path, preset, history, trainable_parameters(causal_lm.backbone), total_parameters,
                            seconds, tokens_seen, outputs)
-
-
-def load_run_model(run_dir: Path, sequence_length: int | None = None):
-    """The trained `GPT2CausalLM` of a text run (from its preset) and the run's config."""
-    from aigc_tf.text.model import load_preset
-
-    run = RunFolder(Path(run_dir))
-    config = run.load_config("text")
-    preset = run.path / PRESET_DIR
-    if not (preset / "config.json").exists():
-        raise AigcError(f"{run.path} has no trained model yet; train it first: aigc-tf text train --out {run.path}")
-    return load_preset(str(preset), sequence_length or config.sequence_length), config

@@ -81,14 +81,15 @@ class VAE(keras.Model):
         stats = self.encoder(images)
         return stats["mean"], stats["log_variance"]
 
-    def reparameterise(self, mean, log_variance):
-        eps = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
+    def reparameterise(self, mean, log_variance, seed=None):
+        eps = keras.random.normal(ops.shape(mean), seed=seed or self.seed_generator)
         return mean + ops.exp(0.5 * log_variance) * eps
 
-    def losses_of(self, images, training=False):
-        """Per-image reconstruction NLL and KL (nats), from one reparameterised sample of z."""
+    def losses_of(self, images, training=False, seed=None):
+        """Per-image reconstruction NLL and KL (nats), from one reparameterised sample of z (drawn with `seed`, a
+        `keras.random.SeedGenerator`, when given: an evaluation that does not advance the training stream)."""
         mean, log_variance = self.encode(images)
-        logits = self.decoder(self.reparameterise(mean, log_variance), training=training)
+        logits = self.decoder(self.reparameterise(mean, log_variance, seed), training=training)
         return reconstruction_nll(images, logits), kl_divergence(mean, log_variance)
 
     def call(self, images, training=False):
@@ -112,3 +113,15 @@ class VAE(keras.Model):
 
     def test_step(self, images):
         return self._update(*self.losses_of(images))
+
+
+def build_vae(config) -> VAE:
+    """The VAE of `config` with its variables created, initialised from `config.seed`."""
+    import numpy as np
+
+    from aigc_tf.seeding import seeded
+
+    with seeded(config.seed):
+        vae = VAE(build_encoder(config), build_decoder(config), seed=config.seed)
+    vae(np.zeros((1, *IMAGE_SHAPE), np.float32))  # create the variables
+    return vae

@@ -10,44 +10,48 @@ differ only in how the next token is picked from the logits:
 - beam: keep the `num_beams` most likely sequences at every step; returns the best (or the best N).
 
 Several return sequences of a stochastic sampler are drawn by repeating the prompt in the batch. keras-hub's loop runs
-with its own `jit_compile="auto"` (XLA on accelerators, not on CPU) unless XLA is asked for: on a 2-core CPU its XLA
-loop ran 0.93-0.95x the plain one for greedy GPT-2 124M (bench/RESULTS.md, `keras_hub_xla`) and 0.28x for top-p on the demo model (XLA's
-CPU sort over the 50,257-token vocabulary, 2.1 s against 0.59 s per 64-token call).
+with its own `jit_compile="auto"` (XLA on accelerators, not on CPU) unless XLA is asked for: on CPU its XLA loop is
+no faster for greedy decoding and much slower for top-p, whose sort over the 50,257-token vocabulary XLA compiles
+poorly on CPU (bench/RESULTS.md, `keras_hub_xla`).
 
 Greedy decoding takes a faster road to the same tokens: `aigc_tf.text.kv_decoder.KVCacheDecoder`, one compiled loop
 over a preallocated KV cache, in fp32 or with bf16 weights (`precision`).
+
+The caller's model is never recompiled: the samplers run on a second `GPT2CausalLM` that shares its backbone and
+preprocessor (no weights are copied), so a notebook's compiled model keeps its own settings.
 """
 
 from __future__ import annotations
 
 from aigc_tf import AigcError
+from aigc_tf.compat import build_cache
 
 SAMPLERS = ("greedy", "top_k", "top_p", "beam", "random")
 
 
 def make_sampler(name: str, temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9, num_beams: int = 4,
                  seed: int | None = None, return_all_beams: bool = False):
-    """A keras-hub sampler from CLI-style arguments, validated with one-line errors."""
+    """A keras-hub sampler by name, its arguments validated with one-line errors; `seed` makes it repeatable."""
     import keras_hub
 
     samplers = keras_hub.samplers
     if name not in SAMPLERS:
         raise AigcError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
     if not temperature > 0:
-        raise AigcError(f"temperature must be > 0, got {temperature}")
+        raise AigcError(f"`temperature` must be > 0, got {temperature}")
     if name == "greedy":
         return samplers.GreedySampler()
     if name == "top_k":
         if top_k < 1:
-            raise AigcError(f"top-k must be >= 1, got {top_k}")
+            raise AigcError(f"`top_k` must be >= 1, got {top_k}")
         return samplers.TopKSampler(k=top_k, temperature=temperature, seed=seed)
     if name == "top_p":
         if not 0 < top_p <= 1:
-            raise AigcError(f"top-p must be in (0, 1], got {top_p}")
+            raise AigcError(f"`top_p` must be in (0, 1], got {top_p}")
         return samplers.TopPSampler(p=top_p, temperature=temperature, seed=seed)
     if name == "beam":
         if num_beams < 1:
-            raise AigcError(f"num-beams must be >= 1, got {num_beams}")
+            raise AigcError(f"`num_beams` must be >= 1, got {num_beams}")
         return samplers.BeamSampler(num_beams=num_beams, temperature=temperature, return_all_beams=return_all_beams)
     return samplers.RandomSampler(temperature=temperature, seed=seed)
 
@@ -60,11 +64,11 @@ def prompt_lengths(causal_lm, prompts: list[str]) -> list[int]:
 def check_lengths(causal_lm, prompts: list[str], max_length: int) -> None:
     context = causal_lm.backbone.max_sequence_length
     if max_length > context:
-        raise AigcError(f"--max-length {max_length} exceeds the model's context of {context} tokens")
+        raise AigcError(f"`max_length` {max_length} exceeds the model's context of {context} tokens")
     longest = max(prompt_lengths(causal_lm, prompts))
     if longest >= max_length:
         raise AigcError(f"a prompt is {longest} tokens (with the start token), which leaves no room to generate "
-                        f"within --max-length {max_length} (the model's context is {context})")
+                        f"within `max_length` {max_length} (the model's context is {context})")
 
 
 def generate(causal_lm, prompts: list[str], sampler: str = "greedy", *, max_length: int = 64,
@@ -79,29 +83,31 @@ def generate(causal_lm, prompts: list[str], sampler: str = "greedy", *, max_leng
     `precision="bf16"` decodes with bfloat16 weights (half the bytes read per token); greedy decoding runs the
     KV-cache decoder, the other samplers keras-hub's loop on a bf16 copy of the model.
     """
-    import keras
+    import keras_hub
 
     if isinstance(prompts, str):
         prompts = [prompts]
     if not prompts:
         raise AigcError("no prompt given")
     if num_return_sequences < 1:
-        raise AigcError(f"num-return-sequences must be >= 1, got {num_return_sequences}")
+        raise AigcError(f"`num_return_sequences` must be >= 1, got {num_return_sequences}")
     if num_return_sequences > 1 and sampler == "greedy":
         raise AigcError("greedy decoding is deterministic: every return sequence would be the same; "
                         "use a sampling strategy (random, top_k, top_p) or beam")
     if sampler == "beam" and num_return_sequences > num_beams:
-        raise AigcError(f"beam search returns at most --num-beams ({num_beams}) sequences")
+        raise AigcError(f"beam search returns at most `num_beams` ({num_beams}) sequences")
     check_lengths(causal_lm, prompts, max_length)
     if sampler == "greedy":
         return [[text] for text in greedy_generate(causal_lm, prompts, max_length, precision, jit_compile is not False)]
     if precision != "fp32":
-        from aigc_tf.text.model import with_precision
+        from aigc_tf.text.models import with_precision
 
         causal_lm = with_precision(causal_lm, precision)
 
-    keras.utils.set_random_seed(seed)  # seeds the sampler's SeedGenerator: the same seed gives the same text
     all_beams = sampler == "beam" and num_return_sequences > 1
+    # A second task on the same backbone and preprocessor: compiling it leaves the caller's model as it was. The
+    # sampler's own SeedGenerator, new on every call, makes the same seed give the same text.
+    causal_lm = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone, preprocessor=causal_lm.preprocessor)
     causal_lm.compile(sampler=make_sampler(sampler, temperature, top_k, top_p, num_beams, seed, all_beams),
                       jit_compile="auto" if jit_compile is None else jit_compile)
     if all_beams:
@@ -138,7 +144,7 @@ def _best_beams(causal_lm, prompt: str, max_length: int, count: int) -> list[str
 
     inputs = causal_lm.preprocessor.generate_preprocess([prompt], sequence_length=max_length)
     token_ids, padding_mask = inputs["token_ids"], inputs["padding_mask"]
-    hidden_states, cache = causal_lm._build_cache(token_ids)
+    hidden_states, cache = build_cache(causal_lm, token_ids)
     index = int(tf.reduce_min(tf.reduce_sum(tf.cast(padding_mask, "int32"), -1)))
 
     def next_token(prompt_ids, cache, index):

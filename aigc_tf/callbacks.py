@@ -1,0 +1,92 @@
+"""Keras callbacks shared by the `fit`-trained runs (VAE, GPT-2): a NaN guard and a kill-safe epoch backup.
+
+The GAN's hand-written loop does the same two jobs inline (a finite-loss check per step, a `tf.train.Checkpoint`
+per epoch); these are their `fit` counterparts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import keras
+
+from aigc_tf import AigcError
+from aigc_tf.compat import set_initial_epoch
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop `fit` at the first NaN/Inf loss, with one clear line, before the next backup could store it.
+
+    Keras' own `TerminateOnNaN` ends `fit` quietly, after which a trainer would save the broken weights.
+    """
+
+    def __init__(self, backup: Path):
+        super().__init__()
+        self.backup = backup
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise AigcError(f"the loss became {float(loss)} at step {batch + 1} of an epoch; training stopped and "
+                            f"the last good backup in {self.backup} is kept: lower the learning rate and run the "
+                            "same command to resume from it")
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """Keras' `BackupAndRestore`, safe against a kill in the middle of a write.
+
+    `BackupAndRestore` overwrites one `latest.weights.h5` in place, so a SIGKILL during that write destroys the only
+    backup. Here every epoch writes `epoch-NNNN.weights.h5` beside the previous one and then points `latest.json`
+    at it with an atomic rename; a half-written file is never pointed at, and the older backups are deleted only
+    after that. The weights include the optimizer's state, its step counter (the learning-rate schedule) and the
+    dropout seed, so a resumed run continues where the backup was taken.
+
+    Args:
+        folder: where backups are read from (on every worker of a cluster: the chief's, on shared storage).
+        write_folder: where this task writes them; a temporary folder on the workers that are not the chief.
+    """
+
+    POINTER = "latest.json"
+
+    def __init__(self, folder: Path, write_folder: Path | None = None, keep: int = 2):
+        super().__init__()
+        self.folder, self.keep = Path(folder), keep
+        self.write_folder = Path(write_folder or folder)
+        self.restored_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        pointer = self.folder / self.POINTER
+        if pointer.exists():
+            try:
+                latest = json.loads(pointer.read_text())
+                weights, epoch = self.folder / latest["weights"], int(latest["epoch"])
+            except (ValueError, KeyError, TypeError):
+                raise AigcError(f"{pointer} is corrupt; restore it or move {self.folder} away to start over "
+                                "(the run's other files are kept)") from None
+        elif (self.folder / "training_metadata.json").exists():  # written by keras' BackupAndRestore (older runs)
+            weights = self.folder / "latest.weights.h5"
+            epoch = int(json.loads((self.folder / "training_metadata.json").read_text())["epoch"])
+        else:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        try:
+            self.model.load_weights(str(weights))
+        except (OSError, ValueError, KeyError) as err:
+            raise AigcError(f"backup {weights} is unreadable or does not match this model ({type(err).__name__}); "
+                            f"move {self.folder} away to start over, or train into a new run folder") from None
+        set_initial_epoch(self.model, epoch)  # how keras' BackupAndRestore tells fit where to start
+        self.restored_epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.write_folder.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{epoch + 1:04d}.weights.h5"
+        self.model.save_weights(str(self.write_folder / name), overwrite=True)
+        pointer = self.write_folder / self.POINTER
+        tmp = pointer.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"epoch": epoch + 1, "weights": name}))
+        tmp.replace(pointer)  # the moment the new backup becomes the latest
+        for old in sorted(self.write_folder.glob("epoch-*.weights.h5"))[:-self.keep]:
+            old.unlink()

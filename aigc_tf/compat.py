@@ -1,0 +1,84 @@
+"""The private APIs aigc_tf relies on, each behind one small adapter.
+
+Keras, keras-hub and TensorFlow expose no public way to do these few things. Each adapter names what it reaches
+into, and `tests/test_compat.py` exercises every one of them against the installed versions, so an upgrade that
+moves one fails there, loudly and by name, instead of somewhere deep in training or serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from aigc_tf import AigcError
+
+
+def safe_mode_scope():
+    """Keras' deserialization scope with every call at its default, `safe_mode=True`.
+
+    keras-hub's `from_preset` has no `safe_mode` argument, and a process may have called
+    `keras.config.enable_unsafe_deserialization()`; inside this scope a preset holding Python code (a serialized
+    lambda) is refused anyway. (`SafeModeScope(True)` would also refuse keras-hub's own tokenizer assets.)
+    Private: `keras.src.saving.serialization_lib.SafeModeScope`.
+    """
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    return SafeModeScope(None)
+
+
+def xla_ops():
+    """TensorFlow's wrappers of XLA's own ops (`dynamic_slice`, `dynamic_update_slice`), which update a KV cache in
+    place inside an XLA program. Private: `tensorflow.compiler.tf2xla.python.xla`."""
+    from tensorflow.compiler.tf2xla.python import xla
+
+    return xla
+
+
+def build_cache(causal_lm, token_ids):
+    """keras-hub's prefill: `(hidden_states, cache)` of a `GPT2CausalLM` for prompt `token_ids`, as `generate_step`
+    builds it. Needed to drive a sampler by hand (several beams per prompt). Private: `CausalLM._build_cache`."""
+    return causal_lm._build_cache(token_ids)
+
+
+def set_initial_epoch(model, epoch: int) -> None:
+    """Make the next `model.fit` start at `epoch`, the way `keras.callbacks.BackupAndRestore` resumes a run.
+    Called from a callback's `on_train_begin`. Private: `Model._initial_epoch`."""
+    model._initial_epoch = epoch
+
+
+_DISABLE_XLA_SYMBOL = "_ZN10tensorflow21DisableXlaCompilationEv"  # tensorflow::DisableXlaCompilation()
+
+
+def disable_xla_compilation() -> None:
+    """Switch XLA off in this process exactly as `tensorflow_model_server` does by default.
+
+    Call it before running any graph: from then on a `jit_compile=True` function fails with "XLA compilation
+    disabled", as it does in the server. Reached with ctypes in TensorFlow's `libtensorflow_cc.so.2`.
+    """
+    import ctypes
+
+    import tensorflow as tf
+
+    library = Path(tf.__file__).parent / "libtensorflow_cc.so.2"
+    try:
+        getattr(ctypes.CDLL(str(library)), _DISABLE_XLA_SYMBOL)()
+    except (OSError, AttributeError) as err:
+        raise AigcError(f"cannot switch XLA off as the model server does ({library}: {err}); "
+                        "check with XLA on, knowing the stock server may still refuse XLA signatures") from None
+
+
+@contextlib.contextmanager
+def keras_global_seed_generator(seed: int):
+    """Within the block, Keras' unseeded random ops (`keras.random.normal(shape)` without `seed=`) draw from a
+    generator seeded with `seed`; the previous generator is put back afterwards.
+    Private: `keras.src.backend.common.global_state`, attribute `global_seed_generator`."""
+    import keras
+    from keras.src.backend.common import global_state
+
+    name = "global_seed_generator"
+    previous = global_state.get_global_attribute(name)
+    global_state.set_global_attribute(name, keras.random.SeedGenerator(seed))
+    try:
+        yield
+    finally:
+        global_state.set_global_attribute(name, previous)

@@ -1,0 +1,33 @@
+"""How good are a GAN's digits? Classifier FID and Inception-style score against real-data references, and for a
+conditional GAN whether each image shows the digit it was asked for."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aigc_tf.gan.sample import draw, load_generator
+from aigc_tf.metrics.classifier import load_classifier
+from aigc_tf.metrics.image_quality import sample_quality
+
+EVAL_FILE = "eval.json"
+
+
+def evaluate_gan(run_dir: Path, seed: int = 0, verbose: int = 2) -> dict:
+    """The run's report (`aigc_tf.metrics.image_quality.sample_quality`, plus `label_accuracy` for a conditional
+    GAN, judged by the evaluation classifier), also written to `<run>/eval.json`. `seed` draws the noise and the
+    real-data halves."""
+    generator, config, step = load_generator(run_dir)
+    drawn = {}
+
+    def generate_fn(n):
+        drawn["images"], drawn["labels"] = draw(generator, config, n, seed)
+        return drawn["images"]
+
+    report = {"run": str(run_dir), "step": step,
+              **sample_quality(generate_fn, config.dataset, config.source, seed=seed, verbose=verbose)}
+    if config.conditional:
+        classifier = load_classifier(config.dataset, config.source, verbose=verbose)
+        report["label_accuracy"] = classifier.accuracy(drawn["images"], drawn["labels"])
+    (Path(run_dir) / EVAL_FILE).write_text(json.dumps(report, indent=2))
+    return report

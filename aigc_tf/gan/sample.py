@@ -1,0 +1,73 @@
+"""Drawing digits from a trained GAN: load the generator of a run at its latest checkpoint, map noise to images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from aigc_tf import AigcError
+from aigc_tf.gan.models import build_generator
+from aigc_tf.runs import RunFolder
+
+# What a truncated, foreign or mismatched checkpoint raises from TensorFlow's reader.
+CHECKPOINT_ERRORS = (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError)
+
+
+def generate(generator: keras.Model, noise, labels=None) -> np.ndarray:
+    """Images in [0, 1], (N, 28, 28, 1), from noise (N, Z) [and labels (N,) for a conditional generator], with
+    BatchNormalization in inference mode, so an image does not depend on the rest of its batch."""
+    noise = tf.convert_to_tensor(noise, tf.float32)
+    inputs = noise if labels is None else [noise, tf.convert_to_tensor(labels, tf.int32)]
+    images = tf.cast(generator(inputs, training=False), tf.float32)
+    return ((images + 1.0) / 2.0).numpy()
+
+
+def grid_labels(config) -> np.ndarray | None:
+    """For a conditional GAN, the labels of the sample grid: each row counts 0, 1, 2, ... so columns share a digit."""
+    if not config.conditional:
+        return None
+    return np.arange(config.grid_size**2) % config.grid_size % config.num_classes
+
+
+def load_generator(run_dir: Path) -> tuple[keras.Model, object, int]:
+    """The generator of a run at its latest checkpoint: (generator, config, step)."""
+    run = RunFolder(Path(run_dir))
+    config = run.load_config("gan")
+    latest = tf.train.latest_checkpoint(str(run.checkpoints))
+    if latest is None:
+        raise AigcError(f"{run.path} has no checkpoint yet; train it first (`aigc-tf gan train --out {run.path}`)")
+    generator = build_generator(config)
+    step = tf.Variable(0, dtype=tf.int64)
+    try:
+        tf.train.Checkpoint(generator=generator, step=step).restore(latest).expect_partial()
+    except CHECKPOINT_ERRORS as err:
+        raise AigcError(f"checkpoint {latest} is unreadable ({type(err).__name__}); delete its files to fall "
+                        "back to the previous checkpoint") from None
+    return generator, config, int(step.numpy())
+
+
+def draw(generator: keras.Model, config, num: int, seed: int = 0, digit: int | None = None,
+         chunk: int = 500) -> tuple[np.ndarray, np.ndarray | None]:
+    """`num` images from noise drawn with `seed`, and their labels: for a conditional GAN `digit` (0-9) every
+    time, or 0, 1, 2, ... in turn; None for an unconditional one. In chunks of `chunk`, for any `num`."""
+    if digit is not None and not config.conditional:
+        raise AigcError("this is an unconditional GAN; drawing one `digit` needs a GAN trained with `conditional`")
+    noise = np.random.default_rng(seed).standard_normal((num, config.latent_dim)).astype(np.float32)
+    labels = None
+    if config.conditional:
+        labels = np.full(num, digit) if digit is not None else np.arange(num) % config.num_classes
+    images = np.concatenate([generate(generator, noise[i:i + chunk], None if labels is None else labels[i:i + chunk])
+                             for i in range(0, num, chunk)])
+    return images, labels
+
+
+def sample_grid(run_dir: Path, out: Path, num: int = 64, seed: int = 0, digit: int | None = None) -> Path:
+    """A PNG grid of `num` samples of a run (see `draw`); returns its path."""
+    from aigc_tf import plots
+
+    generator, config, _ = load_generator(run_dir)
+    images, _ = draw(generator, config, num, seed, digit)
+    return plots.save_grid(images, out)
