@@ -1,6 +1,7 @@
 # The two commands of the README's quick start, and the pieces they are made of.
 #   make demo   set up .venv, fetch the offline data, train, evaluate and export the GAN, GPT-2 and VAE, check the exports
 #   make test   set up .venv, fetch the offline data, run the test suite
+#   make results  after make demo: the conditional GAN and Moby-Dick fine-tuning runs, then results/ (the README's tables)
 #   make notebooks         set up, fetch the data, install JupyterLab if missing, open the tutorials
 #   make strip-notebooks   remove outputs and execution counts from the notebooks before committing
 PYTHON ?= python3
@@ -11,12 +12,13 @@ TEXT   ?= runs/gpt2
 VAE    ?= runs/vae
 JUPYTER_FLAGS ?=  # e.g. --allow-root in a container, --no-browser --port 8888 on a remote machine
 
-.PHONY: demo test setup data bench clean help notebooks strip-notebooks
+.PHONY: demo test setup data bench results clean help notebooks strip-notebooks
 
 help:
 	@echo "make demo   - set up, fetch offline data, train/evaluate/export the GAN, GPT-2 and VAE, check the exports (~20 min on 2 cores)"
 	@echo "make test   - set up, fetch offline data, run the tests"
 	@echo "make bench  - GAN step, GPT-2 decoding and training against the machine's GEMM and bandwidth (<15 min)"
+	@echo "make results - after make demo: conditional GAN, Moby-Dick fine-tuning, results/ (the README's tables)"
 	@echo "make notebooks - open the tutorials in JupyterLab (installs it into .venv on first use)"
 	@echo "make strip-notebooks - strip outputs from notebooks/*.ipynb before committing"
 
@@ -51,6 +53,19 @@ test: data
 
 bench: data
 	$(BIN)/python bench/run.py
+
+FINETUNE = --preset $(TEXT)/preset --corpus moby_dick --steps 100 --steps-per-epoch 50
+results: data
+	$(BIN)/aigc-tf gan train --out runs/cgan --conditional
+	$(BIN)/aigc-tf gan eval --run runs/cgan > /dev/null
+	$(BIN)/aigc-tf text generate --run $(TEXT) --prompt "It is a beautiful day" --prompt "hello" --json \
+		> results/samples_greedy.json
+	$(BIN)/aigc-tf text generate --run $(TEXT) --prompt "It is a beautiful day" --prompt "hello" --json \
+		--sampler top_p --top-p 0.9 --temperature 0.8 > results/samples_top_p.json
+	$(BIN)/aigc-tf text train --out runs/moby_full $(FINETUNE)
+	$(BIN)/aigc-tf text train --out runs/moby_lora $(FINETUNE) --lora-rank 8
+	$(BIN)/aigc-tf text train --out runs/moby_lora_lr1e-2 $(FINETUNE) --lora-rank 8 --learning-rate 1e-2
+	$(BIN)/python results/collect.py
 
 notebooks: data
 	@$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[notebooks]"

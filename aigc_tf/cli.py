@@ -310,10 +310,9 @@ def cmd_serving_config(args) -> int:
 
 
 def cmd_serving_check(args) -> int:
-    from aigc_tf.serving.check import XLA_FLAG, check_serving_folder, config_problems, format_report
+    from aigc_tf.serving.check import XLA_FLAG, check_serving_folder, config_report, format_report
 
-    errors, notes = config_problems(args.path)
-    for line in [f"FAIL  {e}" for e in errors] + [f"note: {n}" for n in notes]:
+    for line in config_report(args.path):
         print(line)
     server = f"a server started with {XLA_FLAG}" if args.xla else "a stock server (XLA disabled)"
     _say(f"checking each export in a fresh process (Session-based loader, as {server}) ...")

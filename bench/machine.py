@@ -205,7 +205,11 @@ def _parse_config(name: str) -> tuple[str, tuple[int, int, int]]:
     return kernel, (m, k, n)
 
 
-def probes(repeats: int = 5) -> dict:
+QUICK_GEMM_SHAPES = GEMM_SHAPES[:1]  # a smoke run checks the plumbing, not the machine
+QUICK_READ_MEGABYTES = READ_MEGABYTES[:1]
+
+
+def probes(repeats: int = 5, quick: bool = False) -> dict:
     """The run's references: "gemm_gflops" {"fp32", "bf16"} and "bandwidth_gbs" (peaks), "cpu" (`cpu_info`), and
     "probe_log", to which each call appends one entry: "gemm" {dtype: {configuration: GFLOP/s}}, "read"
     {configuration: GB/s}, the winners "gemm_best" {dtype: configuration} and "read_best", the intra-op thread
@@ -213,15 +217,16 @@ def probes(repeats: int = 5) -> dict:
     """
     began = time.perf_counter()
     cpu = cpu_info()
-    gemm = {dtype: gemm_probe(dtype, repeats) for dtype in DTYPES}
+    shapes, megabytes = (QUICK_GEMM_SHAPES, QUICK_READ_MEGABYTES) if quick else (GEMM_SHAPES, READ_MEGABYTES)
+    gemm = {dtype: gemm_probe(dtype, repeats, shapes=shapes) for dtype in DTYPES}
     threads = {"default": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(), "tried": []}
     top = {dtype: sorted(rates, key=rates.get)[-2:] for dtype, rates in gemm.items()}
-    for count in thread_settings(cpu):  # only the two best configurations per dtype: a fresh process costs seconds
+    for count in [] if quick else thread_settings(cpu):  # only the two best configurations per dtype: a fresh process costs seconds
         extra = gemm_in_subprocess(count, top, repeats)
         threads["tried"].append(count)
         for dtype, rates in extra.items():
             gemm[dtype].update({f"{name} @{count} threads": value for name, value in rates.items()})
-    read = read_probe(repeats)
+    read = read_probe(repeats, megabytes=megabytes)
     entry = {"gemm": gemm, "gemm_best": {dtype: max(rates, key=rates.get) for dtype, rates in gemm.items()},
              "read": read, "read_best": max(read, key=read.get), "intra_op_threads": threads,
              "repeats": repeats, "seconds": time.perf_counter() - began}

@@ -526,6 +526,9 @@ def write(r: dict, folder: Path) -> tuple[Path, list[Path]]:
     lines += [""] + limits(r)
     probes = _probe_section(r)
     lines += ([""] + probes if probes else [])
+    decisions = Path(__file__).with_name("DECISIONS.md")  # measured once, while a design choice was made
+    if decisions.is_file():
+        lines += [""] + decisions.read_text().strip().splitlines()
     lines += ["", "## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots]
     path = folder / "RESULTS.md"
     path.write_text("\n".join(lines) + "\n")

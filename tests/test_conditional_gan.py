@@ -54,7 +54,36 @@ def test_eval_reports_label_accuracy_and_sample_draws_a_digit(conditional_run, t
     cli = [sys.executable, "-m", "aigc_tf", "gan"]
     evaluated = subprocess.run(cli + ["eval", "--run", str(run_dir)], capture_output=True, text=True, timeout=600)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    assert 0.0 <= json.loads(evaluated.stdout)["label_accuracy"] <= 1.0
+    report = json.loads(evaluated.stdout)
+    assert report["label_accuracy"] == json.loads((run_dir / "eval.json").read_text())["label_accuracy"]
     sampled = subprocess.run(cli + ["sample", "--run", str(run_dir), "--digit", "7", "--out", str(tmp_path / "7.png")],
                              capture_output=True, text=True, timeout=300)
     assert sampled.returncode == 0 and (tmp_path / "7.png").exists()
+
+
+@pytest.mark.slow
+def test_label_accuracy_is_high_for_the_asked_digit_and_low_for_another(conditional_run, monkeypatch, tmp_path):
+    """`evaluate_gan` with stand-in generators that draw real test digits: of the label asked for (accuracy near the
+    classifier's own), or of the next label (near zero). A mix-up of images and labels would fail one of them."""
+    import tensorflow as tf
+
+    from aigc_tf.data import load_arrays
+    from aigc_tf.gan import evaluate
+
+    _, config, _ = load_generator(conditional_run[0])
+    test = load_arrays("mnist", "test")
+    by_label = [test.images[test.labels == digit] for digit in range(10)]
+
+    def stand_in(shift):
+        def generator(inputs, training=False):
+            _, labels = inputs
+            digits = [by_label[(int(label) + shift) % 10][i % 50] for i, label in enumerate(labels.numpy())]
+            return tf.constant(np.stack(digits).astype(np.float32) / 127.5 - 1.0)  # G's tanh range
+        return lambda run_dir: (generator, config, 0)
+
+    monkeypatch.setattr(evaluate, "load_generator", stand_in(0))
+    right = evaluate.evaluate_gan(tmp_path, verbose=0)
+    monkeypatch.setattr(evaluate, "load_generator", stand_in(1))
+    wrong = evaluate.evaluate_gan(tmp_path, verbose=0)
+    assert right["label_accuracy"] > 0.9 and wrong["label_accuracy"] < 0.2
+    assert right["label_accuracy"] <= right["classifier_test_accuracy"] + 0.05

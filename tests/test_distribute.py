@@ -94,13 +94,17 @@ def test_fit_trained_vae_and_gpt2_train_under_mirrored_strategy(tmp_path):
 
     vae = train_vae(VAEConfig.tiny(epochs=1, batch_size=500), {str(tmp_path / "vae")!r}, strategy="mirrored",
                     verbose=False)
-    text = train_text(TextConfig.tiny(epochs=1, steps_per_epoch=2, validation_batches=1, corpus={str(corpus)!r}),
-                      {str(tmp_path / "gpt2")!r}, strategy="mirrored", verbose=False)
+    # No dropout and no XLA, so that one device and two replicas compute the same update on the same batch.
+    config = TextConfig.tiny(epochs=1, steps_per_epoch=2, validation_batches=1, corpus={str(corpus)!r}, dropout=0.0,
+                             jit_compile=False)
+    text = train_text(config, {str(tmp_path / "gpt2")!r}, strategy="mirrored", verbose=False)
+    alone = train_text(config, {str(tmp_path / "gpt2_one")!r}, strategy="one", verbose=False)
     print(json.dumps({{"vae": [float(r["loss"]) for r in vae.history],
-                      "text": [float(r["val_loss"]) for r in text.history]}}))
+                      "text": [float(r["val_loss"]) for r in text.history],
+                      "text_one_device": [float(r["val_loss"]) for r in alone.history]}}))
     """)
     assert len(out["vae"]) == 1 and 0 < out["vae"][0] < 544  # -ELBO (nats), below an all-0.5 decoder: 784 log 2
-    assert len(out["text"]) == 1 and 0 < out["text"][0] < 11.5  # about log(50257) = 10.8 after 2 steps
+    assert len(out["text"]) == 1 and out["text"][0] == pytest.approx(out["text_one_device"][0], abs=2e-3)
     assert (tmp_path / "vae" / "backup" / "latest.json").exists() and (tmp_path / "vae" / "vae.weights.h5").exists()
     assert (tmp_path / "gpt2" / "preset" / "config.json").exists()
 

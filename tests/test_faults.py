@@ -201,3 +201,28 @@ def test_a_run_of_another_family_or_config_is_refused_and_left_intact(tmp_path, 
         train_vae(VAEConfig.tiny(), run, steps=1, verbose=False)
     before[run / "config.json"] = (run / "config.json").read_bytes()
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.slow
+def test_a_second_writer_of_a_run_folder_is_refused_naming_the_first(tmp_path, mnist_train):
+    """Two real `gan train` processes on one folder: the second is refused in one line with the first's PID and
+    leaves the holder's record alone; once the first is SIGKILLed, the kernel has released its lock and training resumes."""
+    run = tmp_path / "run"
+    flags = ["--batch-size", "500", "--latent-dim", "8", "--epochs", "500"]
+    first = subprocess.Popen(_train_cmd("gan", run, *flags), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not (run / "checkpoints").exists():  # the first one holds the lock
+            assert first.poll() is None, "the first trainer ended early"
+            time.sleep(0.05)
+        second = subprocess.run(_train_cmd("gan", run, *flags), cwd=tmp_path, capture_output=True, text=True,
+                                timeout=300)
+        assert second.returncode == 2
+        err = second.stderr.strip().splitlines()
+        assert len(err) == 1 and f"is in use by another aigc-tf process (PID {first.pid}: gan train" in err[0], err
+        assert json.loads((run / ".lock").read_text())["pid"] == first.pid
+    finally:
+        first.kill()
+        first.wait(timeout=60)
+    _run(_train_cmd("gan", run, "--steps", "1"), cwd=tmp_path)  # resumes (nothing left to do, or one step)

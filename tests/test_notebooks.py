@@ -8,6 +8,8 @@ visible in the notebook; CI's overrides live here, where a reviewer sees what CI
 
 import ast
 import os
+import resource
+import signal
 import sys
 from pathlib import Path
 
@@ -94,18 +96,49 @@ def test_strip_removes_outputs_counts_and_editor_metadata_but_keeps_tags(tmp_pat
     assert stripped.cells[0].metadata == {"tags": ["parameters"]} and stripped.cells[0].source == "x = 1"
 
 
+def dead_kernel_report(name: str, process, cell_index, stderr_log: Path) -> str:
+    """Why a notebook's kernel process ended: its exit status, the cell it was running, its last stderr lines."""
+    try:
+        code = process.wait(timeout=10) if process is not None else None
+    except Exception:  # noqa: BLE001 - a report, not a test
+        code = None
+    if code is not None and code < 0:
+        status = f"killed by {signal.Signals(-code).name}"
+        if -code == signal.SIGKILL:
+            status += " (from outside: most likely the OOM killer, see `dmesg`)"
+    else:
+        status = f"exit status {code}"
+    with open("/proc/meminfo") as f:
+        available = next((line.split()[1] for line in f if line.startswith("MemAvailable")), "?")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    tail = stderr_log.read_text(errors="replace").splitlines()[-40:] if stderr_log.exists() else []
+    return (f"{name}: the kernel died in cell {cell_index}, {status}; MemAvailable now {int(available) // 1024} MiB, "
+            f"largest finished child of pytest so far {peak} MiB RSS.\nKernel stderr ({stderr_log}), last lines:\n"
+            + "\n".join(tail))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_top_to_bottom_in_small_mode(path, tmp_path, monkeypatch):
+def test_notebook_runs_top_to_bottom_in_small_mode(path, tmp_path, tmp_path_factory, monkeypatch):
     from nbclient import NotebookClient
+    from nbclient.exceptions import DeadKernelError
 
     notebook = with_small_parameters(nbformat.read(path, as_version=4), SMALL[path.name] | {"WORKDIR": str(tmp_path)})
     # The kernel is a fresh process: it must import this checkout's aigc_tf, and run in the temporary folder.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    monkeypatch.setenv("PYTHONFAULTHANDLER", "1")  # a segfault/abort in the kernel prints every thread's Python stack
+    kernel = {"process": None, "cell": None}
     client = NotebookClient(notebook, timeout=600, kernel_name="python3", allow_errors=False,
-                            resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()  # raises CellExecutionError, with the failing cell's traceback, on the first error
+                            resources={"metadata": {"path": str(tmp_path)}},
+                            on_notebook_start=lambda notebook: kernel.update(process=client.km.provisioner.process),
+                            on_cell_start=lambda cell, cell_index: kernel.update(cell=cell_index))
+    stderr_log = tmp_path_factory.mktemp("kernel") / f"{path.stem}.stderr.log"
+    with open(stderr_log, "w") as stderr:
+        try:
+            client.execute(stderr=stderr)  # raises CellExecutionError, with the failing cell's traceback, on the first error
+        except DeadKernelError:
+            pytest.fail(dead_kernel_report(path.name, kernel["process"], kernel["cell"], stderr_log), pytrace=False)
 
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     figures = sum("image/png" in output.get("data", {}) for output in outputs)

@@ -15,7 +15,7 @@ from aigc_tf import AigcError
 from aigc_tf.gan.export import export_gan
 from aigc_tf.vae.export import export_vae
 from aigc_tf.serving.check import check_export, read_meta_graph
-from aigc_tf.serving.layout import version_dirs as find_exports
+from aigc_tf.serving.layout import version_dirs
 from aigc_tf.serving.client import GrpcClient, RestClient, rest_request_body
 from aigc_tf.serving.model_config import read_models_config, write_models_config
 from serving_replay import GrpcReplayServer, RestReplayServer
@@ -114,7 +114,7 @@ def broken_exports(saved_models, tiny_gan_run, tmp_path_factory):
     from aigc_tf.gan.sample import load_generator
 
     base = tmp_path_factory.mktemp("broken")
-    good = find_exports(saved_models / "gan")[0]
+    good = version_dirs(saved_models / "gan")[0]
     truncated = shutil.copytree(good, base / "truncated" / "1")
     pb = truncated / "saved_model.pb"
     pb.write_bytes(pb.read_bytes()[: pb.stat().st_size // 2])
@@ -173,7 +173,7 @@ def grpc_server(saved_models):
 
 
 def _direct(saved_models: Path, model: str, signature: str = "serving_default", **inputs):
-    loaded = tf.saved_model.load(str(find_exports(saved_models / model)[0]))
+    loaded = tf.saved_model.load(str(version_dirs(saved_models / model)[0]))
     return {k: v.numpy() for k, v in getattr(loaded, signature)(**inputs).items()}  # the endpoint keeps defaults
 
 
@@ -277,7 +277,7 @@ def test_predict_command_reads_the_models_kind_from_metadata(rest_server, grpc_s
     done = _cli("serving", "predict", "--url", rest_server.url, "--model", "gpt2", "--prompt", "hi", "--top-p", "0")
     assert done.returncode == 2 and "top_p must be in (0, 1]" in done.stderr
     done = _cli("serving", "predict", "--url", rest_server.url, "--model", "vae_encoder")
-    assert done.returncode == 2 and "serving predict` knows noise (GAN), latent" in done.stderr
+    assert done.returncode == 2 and "knows noise (GAN), latent (VAE decoder)" in done.stderr
 
 
 def test_check_fails_on_a_config_that_lists_a_model_with_no_versions(tmp_path, capsys):
@@ -290,8 +290,8 @@ def test_check_fails_on_a_config_that_lists_a_model_with_no_versions(tmp_path, c
     _fake_version(tmp_path, "extra", 1)
     assert main(["serving", "check", str(tmp_path)]) == 2
     out = capsys.readouterr().out
-    assert "models.config lists ghost with no version on disk" in out
-    assert "note: extra is not in" in out
+    assert "error: it lists ghost with no version on disk" in out
+    assert "note: extra is not in it" in out
     assert "no MetaGraph tagged 'serve'" in out
 
 
@@ -317,13 +317,13 @@ def test_every_export_carries_warmup_requests_the_server_can_parse(saved_models)
 
     from aigc_tf.serving.warmup import WARMUP_FILE, read_warmup
 
-    for export in find_exports(saved_models):
+    for export in version_dirs(saved_models):
         records = list(tf.data.TFRecordDataset(str(export / WARMUP_FILE)).as_numpy_iterator())
         logs = [prediction_log_pb2.PredictionLog.FromString(r) for r in records]
         assert logs and all(log.WhichOneof("log_type") == "predict_log" for log in logs)
         signatures = set(read_meta_graph(export).signature_def) - {"__saved_model_init_op"}
         assert {r.model_spec.signature_name for r in read_warmup(export)} == signatures
-    gpt2 = [r for r in read_warmup(find_exports(saved_models / "gpt2")[0]) if r.model_spec.signature_name == "sample"]
+    gpt2 = [r for r in read_warmup(version_dirs(saved_models / "gpt2")[0]) if r.model_spec.signature_name == "sample"]
     assert [sorted(r.inputs) for r in gpt2] == [["prompts"], sorted(["prompts", "max_new_tokens", "temperature",
                                                                         "top_k", "top_p", "seed"])]
 

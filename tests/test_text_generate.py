@@ -56,3 +56,16 @@ def test_length_and_count_errors(tiny_text_model):
 def test_empty_prompt_generates_from_the_start_token(tiny_text_model):
     (texts,) = generate(tiny_text_model, [""], "greedy", max_length=12)
     assert isinstance(texts[0], str) and len(texts[0]) > 0
+
+
+def test_sampling_leaves_the_callers_model_and_random_state_as_they_were(tiny_text_model):
+    import random
+
+    import numpy as np
+
+    sampler = getattr(tiny_text_model, "sampler", None)
+    state = random.getstate(), np.random.get_state()[1].copy()
+    first = generate(tiny_text_model, ["It is"], "top_k", max_length=16, seed=4)
+    assert getattr(tiny_text_model, "sampler", None) is sampler  # not recompiled with our sampler
+    assert random.getstate() == state[0] and (np.random.get_state()[1] == state[1]).all()  # nothing reseeded
+    assert generate(tiny_text_model, ["It is"], "top_k", max_length=16, seed=4) == first

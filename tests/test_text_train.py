@@ -52,6 +52,26 @@ def test_lora_trains_a_small_fraction_and_saves_a_plain_preset(tmp_path):
     assert trainable_parameters(merged.backbone) == result.total_parameters  # LoRA merged into the weights
 
 
+def test_a_merged_lora_preset_computes_what_the_model_with_adapters_computed(tmp_path):
+    """What `train_text` relies on when it saves a LoRA run: the preset's plain weights give the adapted outputs."""
+    config = TextConfig.tiny(lora_rank=2)
+    causal_lm = build_causal_lm(config)
+    ids = np.array([[50256, 464, 3290, 318, 257, 1332, 286, 262]], np.int32)
+    inputs = {"token_ids": ids, "padding_mask": np.ones_like(ids)}
+    base = causal_lm.backbone(inputs).numpy()
+    causal_lm.backbone.enable_lora(rank=2)
+    rng = np.random.default_rng(0)
+    for weight in causal_lm.backbone.trainable_weights:  # B starts at zero: make the adapters change something
+        if "lora_kernel_b" in weight.path:
+            weight.assign(rng.normal(0, 0.5, weight.shape).astype(np.float32))
+    adapted = causal_lm.backbone(inputs).numpy()
+    assert np.abs(adapted - base).max() > 1e-2
+    causal_lm.save_to_preset(str(tmp_path / "preset"))
+    merged = load_preset(str(tmp_path / "preset"), sequence_length=config.sequence_length)
+    assert trainable_parameters(merged.backbone) == sum(int(np.prod(w.shape)) for w in merged.backbone.weights)
+    np.testing.assert_allclose(merged.backbone(inputs).numpy(), adapted, atol=1e-4)
+
+
 def test_a_saved_preset_loads_back_and_fine_tunes(tiny_text_run, tiny_text_model, tmp_path):
     """The offline test of the `--preset` path that real presets (gpt2_base_en, hf://...) take."""
     preset = str(tiny_text_run[0] / "preset")
@@ -60,6 +80,13 @@ def test_a_saved_preset_loads_back_and_fine_tunes(tiny_text_run, tiny_text_model
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     result = train(TextConfig.tiny(preset=preset, learning_rate=1e-3), tmp_path / "finetune", verbose=False)
     assert float(result.history[0]["val_loss"]) < float(tiny_text_run[2].history[0]["val_loss"])
+
+
+def test_the_test_session_cannot_reach_the_network():
+    import socket
+
+    with pytest.raises(OSError, match="tests never reach the network"):
+        socket.create_connection(("example.com", 443), timeout=5)
 
 
 def test_unreachable_presets_fail_in_one_clear_line(tmp_path):

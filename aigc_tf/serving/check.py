@@ -411,22 +411,24 @@ def format_report(check: ExportCheck) -> str:
     return "\n".join(lines)
 
 
-def config_problems(base_dir: Path) -> tuple[list[str], list[str]]:
-    """Does `<base>/models.config` match the model folders on disk? `(errors, notes)`: a listed model without a
-    version makes the server wait for it forever (an error); a model folder it leaves out is not served (a note)."""
+def config_report(base_dir: Path) -> list[str]:
+    """Does `<base>/models.config` match the model folders on disk? Report lines, the first one PASS or FAIL
+    (none without a config): a listed model without a version makes the server wait for it forever (an error); a
+    model folder it leaves out is not served (a note)."""
     from aigc_tf.serving.model_config import CONFIG_FILE, read_models_config
 
     config = Path(base_dir) / CONFIG_FILE
     if not config.is_file():
-        return [], []
+        return []
     names = [e.name for e in read_models_config(config).model_config_list.config]
     on_disk = model_folders(base_dir)
     missing = [n for n in names if n not in on_disk]
-    errors = [f"{config} lists {', '.join(missing)} with no version on disk; run `aigc-tf serving config`"] \
-        if missing else []
-    notes = [f"{name} is not in {config}, so it will not be served; run `aigc-tf serving config`"
-             for name in sorted(set(on_disk) - set(names))]
-    return errors, notes
+    lines = [f"{'FAIL' if missing else 'PASS'}  {config}  ({len(names)} models: {', '.join(names)})"]
+    if missing:
+        lines.append(f"      error: it lists {', '.join(missing)} with no version on disk; run `aigc-tf serving config`")
+    lines += [f"      note: {name} is not in it, so it will not be served; run `aigc-tf serving config`"
+              for name in sorted(set(on_disk) - set(names))]
+    return lines
 
 
 def check_serving_folder(path: Path, xla: bool = False, all_versions: bool = False, on_export=None) -> list[ExportCheck]:
@@ -435,15 +437,15 @@ def check_serving_folder(path: Path, xla: bool = False, all_versions: bool = Fal
     `on_export(check)` is called as each one finishes (a check takes a fresh process and can take a minute):
     the CLI prints it at once. Raises `AigcError` when any export, or the folder's models.config, would fail.
     """
-    errors, _ = config_problems(path)
+    config_failed = any(line.startswith("FAIL") for line in config_report(path))
     checks = []
     for export in version_dirs(path, all_versions=all_versions):
         checks.append(check_export(export, xla=xla))
         if on_export is not None:
             on_export(checks[-1])
     failed = sum(not c.ok for c in checks)
-    if failed or errors:
-        what = f"{failed} of {len(checks)} export(s)" if failed else f"{Path(path) / 'models.config'}"
+    if failed or config_failed:
+        what = f"{failed} export(s)" if failed else f"{Path(path) / 'models.config'}"
         raise AigcError(f"{what} would fail in TF Serving; see the errors above")
     return checks
 

@@ -352,8 +352,8 @@ def ask(client: ServingClient, model: str, *, signature: str = "serving_default"
         raise AigcError(f"model {model!r} takes {sorted(inputs)}, not prompts")
     name = next((n for n in ("noise", "latent") if n in inputs), None)
     if name is None or inputs[name]["shape"] is None or inputs[name]["shape"][-1] is None:
-        raise AigcError(f"model {model!r} takes {sorted(inputs)}; `ask` knows noise (GAN), latent (VAE decoder) and "
-                        "prompts (GPT-2): call other models with the client's predict")
+        raise AigcError(f"model {model!r} takes {sorted(inputs)}; asking for samples knows noise (GAN), latent (VAE "
+                        "decoder) and prompts (GPT-2): call other models with the client's predict()")
     draws = np.random.default_rng(seed or 0).standard_normal((num, inputs[name]["shape"][-1])).astype(np.float32)
     if name == "latent":
         return "images", client.decode(draws, model, version)

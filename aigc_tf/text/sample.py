@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from aigc_tf import AigcError
 from aigc_tf.compat import build_cache
+from aigc_tf.seeding import seeded
 
 SAMPLERS = ("greedy", "top_k", "top_p", "beam", "random")
 
@@ -105,15 +106,17 @@ def generate(causal_lm, prompts: list[str], sampler: str = "greedy", *, max_leng
         causal_lm = with_precision(causal_lm, precision)
 
     all_beams = sampler == "beam" and num_return_sequences > 1
-    # A second task on the same backbone and preprocessor: compiling it leaves the caller's model as it was. The
-    # sampler's own SeedGenerator, new on every call, makes the same seed give the same text.
-    causal_lm = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone, preprocessor=causal_lm.preprocessor)
-    causal_lm.compile(sampler=make_sampler(sampler, temperature, top_k, top_p, num_beams, seed, all_beams),
-                      jit_compile="auto" if jit_compile is None else jit_compile)
-    if all_beams:
-        return [_best_beams(causal_lm, prompt, max_length, num_return_sequences) for prompt in prompts]
-    batch = [p for p in prompts for _ in range(num_return_sequences)]
-    texts = causal_lm.generate(batch, max_length=max_length)
+    # A second task on the same backbone and preprocessor: compiling it leaves the caller's model as it was. Keras
+    # draws default seeds from Python's `random` while building the sampler's loop: `seeded` makes that repeatable
+    # and gives the caller's random state back afterwards.
+    with seeded(seed):
+        causal_lm = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone, preprocessor=causal_lm.preprocessor)
+        causal_lm.compile(sampler=make_sampler(sampler, temperature, top_k, top_p, num_beams, seed, all_beams),
+                          jit_compile="auto" if jit_compile is None else jit_compile)
+        if all_beams:
+            return [_best_beams(causal_lm, prompt, max_length, num_return_sequences) for prompt in prompts]
+        batch = [p for p in prompts for _ in range(num_return_sequences)]
+        texts = causal_lm.generate(batch, max_length=max_length)
     return [texts[i * num_return_sequences:(i + 1) * num_return_sequences] for i in range(len(prompts))]
 
 

@@ -14,6 +14,7 @@ keras-hub preset (`<run>/preset/`), which `from_preset`, `aigc-tf text eval|gene
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from aigc_tf.seeding import seeded
 from aigc_tf.text import data as text_data
 from aigc_tf.text.models import PRESET_DIR, build_causal_lm, trainable_parameters
 from aigc_tf.training import fit_run
+
+SUMMARY_FILE = "train_summary.json"  # parameters; tokens of the whole schedule, seconds of this call
 
 
 @dataclasses.dataclass
@@ -161,8 +164,11 @@ def _fit(config, run: RunFolder, dist, chief: bool, steps: int | None, verbose: 
                                seconds, tokens_seen, {})
     causal_lm.save_to_preset(str(preset))  # LoRA, if enabled, is merged into the saved weights
     history = run.read_history()
-    outputs = {"run": run.path, "preset": preset, "history": run.history_csv, "samples": run.path / "samples.txt",
-               "tensorboard": run.tensorboard}
+    summary = {"trainable_parameters": trainable_parameters(causal_lm.backbone), "total_parameters": total_parameters,
+               "tokens": tokens_seen, "seconds": seconds, "tokens_per_s": tokens_seen / max(seconds, 1e-9)}
+    (run.path / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    outputs = {"run": run.path, "preset": preset, "summary": run.path / SUMMARY_FILE, "history": run.history_csv,
+               "samples": run.path / "samples.txt", "tensorboard": run.tensorboard}
     if history:
         outputs["loss_curve"] = plots.save_loss_curve(
             run.history_csv, run.path / "loss_curve.png", ["loss", "val_loss"],

@@ -1,0 +1,122 @@
+"""Collect the numbers the README quotes from the run folders that `make demo` and `make results` wrote.
+
+    make demo       # runs/gan, runs/gpt2, runs/vae (+ their eval JSON)
+    make results    # runs/cgan, the Moby-Dick fine-tuning runs, greedy and top-p samples, then this script
+
+Writes `results/default_run.json` (every number, with the run folder it came from) and `results/tables.md` (the
+README's tables, rendered from that JSON). Nothing here is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+RUNS = Path("runs")
+OUT = Path(__file__).resolve().parent
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        sys.exit(f"collect: {path} is missing; run `make demo` and `make results` first")
+    return json.loads(path.read_text())
+
+
+def history(run: Path) -> list[dict]:
+    with open(run / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def image_row(run: Path) -> dict:
+    report = read_json(run / "eval.json")
+    keep = ("fid", "real_fid_floor", "inception_score", "real_inception_score", "num_samples",
+            "classifier_test_accuracy", "label_accuracy", "elbo", "reconstruction", "kl", "step")
+    return {"run": str(run), **{k: report[k] for k in keep if k in report}}
+
+
+def fine_tune_row(run: Path) -> dict:
+    summary, rows = read_json(run / "train_summary.json"), history(run)
+    config = read_json(run / "config.json")
+    return {"run": str(run), "lora_rank": config["lora_rank"], "learning_rate": config["learning_rate"],
+            "steps": len(rows) * config["steps_per_epoch"], **summary,
+            "val_loss": float(rows[-1]["val_loss"]), "val_perplexity": float(rows[-1]["val_perplexity"])}
+
+
+def moby_validation_before_fine_tuning(base: Path, fine_tuned: Path) -> dict:
+    """The base model's loss on the validation windows the fine-tuning runs report (the last 2% of Moby-Dick)."""
+    from aigc_tf.config import load
+    from aigc_tf.text.evaluate import window_perplexity
+    from aigc_tf.text.models import load_text_run
+    from aigc_tf.text.train import corpus_windows
+
+    causal_lm, _ = load_text_run(base)
+    config = load(fine_tuned / "config.json")
+    _, validation = corpus_windows(config, causal_lm.preprocessor.tokenizer)
+    return {"run": str(base), **window_perplexity(causal_lm, validation)}
+
+
+def collect() -> dict:
+    results = {
+        "gan": image_row(RUNS / "gan"),
+        "cgan": image_row(RUNS / "cgan"),
+        "vae": image_row(RUNS / "vae"),
+        "gan_history": [{k: row[k] for k in ("epoch", "step", "steps_per_s")} for row in history(RUNS / "gan")][-1:],
+        "text": {
+            "run": str(RUNS / "gpt2"),
+            "summary": read_json(RUNS / "gpt2" / "train_summary.json"),
+            "epochs": [{k: float(row[k]) for k in ("epoch", "loss", "val_loss", "val_perplexity")}
+                       for row in history(RUNS / "gpt2")],
+            "moby_dick": read_json(RUNS / "gpt2" / "eval_moby_dick.json"),
+            "greedy": read_json(OUT / "samples_greedy.json"),
+            "top_p": read_json(OUT / "samples_top_p.json"),
+        },
+        "fine_tuning": {
+            "before": moby_validation_before_fine_tuning(RUNS / "gpt2", RUNS / "moby_full"),
+            "runs": [fine_tune_row(RUNS / name) for name in ("moby_full", "moby_lora", "moby_lora_lr1e-2")],
+        },
+    }
+    return results
+
+
+def tables(r: dict) -> str:
+    gan, cgan, vae = r["gan"], r["cgan"], r["vae"]
+    lines = ["| model | FID | Inception-style score | label accuracy | test ELBO (nats/image) |",
+             "|---|---:|---:|---:|---|",
+             f"| GAN (`runs/gan`) | {gan['fid']:.1f} | {gan['inception_score']:.2f} | - | - |",
+             f"| conditional GAN (`runs/cgan`) | {cgan['fid']:.1f} | {cgan['inception_score']:.2f} | "
+             f"{cgan['label_accuracy']:.1%} | - |",
+             f"| VAE (`runs/vae`) | {vae['fid']:.1f} | {vae['inception_score']:.2f} | - | {vae['elbo']:.2f} "
+             f"(reconstruction {vae['reconstruction']:.1f}, KL {vae['kl']:.1f}) |",
+             f"| real test digits | {gan['real_fid_floor']:.1f} (floor) | {gan['real_inception_score']:.2f} | "
+             f"{gan['classifier_test_accuracy']:.1%} (classifier) | |", ""]
+    text = r["text"]
+    lines += ["| epoch | training loss | validation loss | validation perplexity |", "|---:|---:|---:|---:|"]
+    lines += [f"| {int(e['epoch']) + 1} | {e['loss']:.2f} | {e['val_loss']:.2f} | {e['val_perplexity']:,.0f} |"
+              for e in text["epochs"]]
+    moby = text["moby_dick"]
+    lines += ["", f"Held-out perplexity on Moby-Dick ({moby['tokens']:,} tokens): {moby['perplexity']:,.0f}", ""]
+    before = r["fine_tuning"]["before"]
+    lines += ["| method | trainable parameters | train tokens/s | validation loss (perplexity) |",
+              "|---|---:|---:|---|",
+              f"| no fine-tuning (`runs/gpt2`) | - | - | {before['loss']:.2f} ({before['perplexity']:,.0f}) |"]
+    for run in r["fine_tuning"]["runs"]:
+        name = "full fine-tuning" if run["lora_rank"] is None else f"LoRA rank {run['lora_rank']}"
+        share = run["trainable_parameters"] / run["total_parameters"]
+        lines.append(f"| {name}, lr {run['learning_rate']:g} (`{run['run']}`) | {run['trainable_parameters']:,} "
+                     f"({share:.2%}) | {run['tokens_per_s']:,.0f} | {run['val_loss']:.2f} "
+                     f"({run['val_perplexity']:,.0f}) |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    results = collect()
+    (OUT / "default_run.json").write_text(json.dumps(results, indent=2) + "\n")
+    (OUT / "tables.md").write_text(tables(results))
+    print(f"Wrote {OUT / 'default_run.json'} and {OUT / 'tables.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
