@@ -337,8 +337,6 @@ def test_the_client_sends_the_exports_generation_controls_in_their_dtypes():
 
 
 def test_the_printed_serving_command_asks_for_xla_only_when_the_newest_export_needs_it(tmp_path):
-    import json
-
     from aigc_tf.serving.layout import METADATA_FILE
     from aigc_tf.serving.model_config import needs_xla_flag
 

@@ -156,13 +156,12 @@ def _synchronize_batch_norm(model: keras.Model) -> None:
             layer.synchronized = True
 
 
-# `precision="bf16"` computes every layer in bfloat16 with float32 variables (Keras' mixed_bfloat16; no loss
-# scaling is needed, bfloat16 has float32's exponent range).
-
-
 @contextlib.contextmanager
 def _precision_policy(precision: str):
-    """Build layers under the precision's Keras dtype policy without leaving it set for the rest of the process."""
+    """Build layers under the precision's Keras dtype policy without leaving it set for the rest of the process.
+
+    "bf16" computes every layer in bfloat16 with float32 variables (Keras' mixed_bfloat16; no loss scaling is
+    needed, bfloat16 has float32's exponent range)."""
     if precision not in MIXED_POLICIES:
         raise AigcError(f"unknown precision {precision!r}; choose one of {', '.join(MIXED_POLICIES)}")
     previous = keras.config.dtype_policy()
