@@ -49,7 +49,7 @@ demo: data
 	$(BIN)/aigc-tf serving check saved_models
 
 test: data
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 bench: data
 	$(BIN)/python bench/run.py
@@ -58,6 +58,7 @@ FINETUNE = --preset $(TEXT)/preset --corpus moby_dick --steps 100 --steps-per-ep
 results: data
 	$(BIN)/aigc-tf gan train --out runs/cgan --conditional
 	$(BIN)/aigc-tf gan eval --run runs/cgan > /dev/null
+	$(BIN)/aigc-tf vae eval --run $(VAE) > /dev/null
 	$(BIN)/aigc-tf text generate --run $(TEXT) --prompt "It is a beautiful day" --prompt "hello" --json \
 		> results/samples_greedy.json
 	$(BIN)/aigc-tf text generate --run $(TEXT) --prompt "It is a beautiful day" --prompt "hello" --json \

@@ -203,10 +203,10 @@ def scaling(backbone, batches, prompts, repeats) -> dict:
 
 def perplexity_ratios(text_run: Path, windows: int) -> dict:
     """Held-out perplexity of the trained demo model in each shipped precision, and its ratio to fp32."""
-    from aigc_tf.text.models import load_text_run as load_run_model
+    from aigc_tf.text.models import load_text_run
     from aigc_tf.text.train import corpus_windows
 
-    causal_lm, config = load_run_model(text_run)
+    causal_lm, config = load_text_run(text_run)
     _, held_out = corpus_windows(config, causal_lm.preprocessor.tokenizer)
     held_out = held_out[:windows]
     nll = {}

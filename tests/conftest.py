@@ -105,9 +105,9 @@ def tiny_text_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_text_model(tiny_text_run):
-    from aigc_tf.text.models import load_text_run as load_run_model
+    from aigc_tf.text.models import load_text_run
 
-    causal_lm, _ = load_run_model(tiny_text_run[0])
+    causal_lm, _ = load_text_run(tiny_text_run[0])
     return causal_lm
 
 

@@ -176,14 +176,14 @@ def test_the_probe_takes_the_best_configuration_and_records_it(monkeypatch):
     assert probed == {f"{kernel} {machine.shape_name(*shape)}": 2 * np.prod(shape) / 1e9
                       for shape in shapes for kernel in machine.GEMM_KERNELS}
     assert machine._parse_config("xla [1024,256]x[256,50257]") == ("xla", (1024, 256, 50257))
-    monkeypatch.setattr(machine, "gemm_probe", lambda dtype, repeats: {"a": 3.0, "b": 7.0, "c": 5.0})
+    monkeypatch.setattr(machine, "gemm_probe", lambda dtype, repeats, **kw: {"a": 3.0, "b": 7.0, "c": 5.0})
     assert machine.gemm_gflops("fp32") == 7.0
 
     gemm = {"fp32": {"function [2,2]x[2,2]": 90.0, "xla [2,2]x[2,2]": 120.0, "xla [4,4]x[4,4]": 80.0},
             "bf16": {"function [2,2]x[2,2]": 200.0, "xla [2,2]x[2,2]": 110.0}}
     read = {"reduce_sum_xla 512 MB": 20.0, "matvec 512 MB": 31.0}
-    monkeypatch.setattr(machine, "gemm_probe", lambda dtype, repeats: dict(gemm[dtype]))
-    monkeypatch.setattr(machine, "read_probe", lambda repeats: dict(read))
+    monkeypatch.setattr(machine, "gemm_probe", lambda dtype, repeats, **kw: dict(gemm[dtype]))
+    monkeypatch.setattr(machine, "read_probe", lambda repeats, **kw: dict(read))
     monkeypatch.setattr(machine, "machine", lambda: "test machine")
     monkeypatch.setattr(machine, "thread_settings", lambda cpu: [])
     monkeypatch.setattr(machine, "PROBE_LOG", [])

@@ -6,6 +6,7 @@ done, so the strategy code runs in fresh interpreters.
 """
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -104,7 +105,11 @@ def test_fit_trained_vae_and_gpt2_train_under_mirrored_strategy(tmp_path):
                       "text_one_device": [float(r["val_loss"]) for r in alone.history]}}))
     """)
     assert len(out["vae"]) == 1 and 0 < out["vae"][0] < 544  # -ELBO (nats), below an all-0.5 decoder: 784 log 2
-    assert len(out["text"]) == 1 and out["text"][0] == pytest.approx(out["text_one_device"][0], abs=2e-3)
+    # Two steps move the loss ~0.14 below chance (ln 50257 = 10.83); two replicas land where one device does, to a
+    # few thousandths (Adam's first steps divide by the gradient's size, which magnifies float noise).
+    chance = math.log(50257)
+    assert len(out["text"]) == 1 and out["text"][0] < chance - 0.05 and out["text_one_device"][0] < chance - 0.05
+    assert out["text"][0] == pytest.approx(out["text_one_device"][0], abs=1e-2)
     assert (tmp_path / "vae" / "backup" / "latest.json").exists() and (tmp_path / "vae" / "vae.weights.h5").exists()
     assert (tmp_path / "gpt2" / "preset" / "config.json").exists()
 

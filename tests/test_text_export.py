@@ -25,9 +25,9 @@ def text_export(tiny_text_export):
 def _greedy(run_dir, prompts, new_tokens, precision="fp32"):
     """`aigc-tf text generate --sampler greedy` per prompt, each with room for `new_tokens` more."""
     from aigc_tf.text.sample import generate, prompt_lengths
-    from aigc_tf.text.models import load_text_run as load_run_model
+    from aigc_tf.text.models import load_text_run
 
-    causal_lm, _ = load_run_model(run_dir)
+    causal_lm, _ = load_text_run(run_dir)
     return [generate(causal_lm, [p], "greedy", max_length=n + new_tokens, precision=precision)[0][0]
             for p, n in zip(prompts, prompt_lengths(causal_lm, prompts))]
 

@@ -7,7 +7,7 @@ from aigc_tf import AigcError
 from aigc_tf.config import TextConfig
 from aigc_tf.text.evaluate import perplexity
 from aigc_tf.text.models import build_causal_lm, load_preset, trainable_parameters
-from aigc_tf.text.models import load_text_run as load_run_model
+from aigc_tf.text.models import load_text_run
 from aigc_tf.text.train import train_text as train
 
 UNIFORM_LOSS = math.log(50257)
@@ -48,7 +48,7 @@ def test_lora_trains_a_small_fraction_and_saves_a_plain_preset(tmp_path):
     config = TextConfig.tiny(lora_rank=2)
     result = train(config, tmp_path / "lora", verbose=False)
     assert 0 < result.trainable_parameters < 0.01 * result.total_parameters
-    merged, _ = load_run_model(tmp_path / "lora")
+    merged, _ = load_text_run(tmp_path / "lora")
     assert trainable_parameters(merged.backbone) == result.total_parameters  # LoRA merged into the weights
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from aigc_tf import AigcError
 
 TEXT_CONTROLS = {"max_new_tokens": np.int32, "temperature": np.float32, "top_k": np.int32, "top_p": np.float32,
-                 "seed": np.int32}  # GPT-2's optional inputs (aigc_tf.export.CONTROLS)
+                 "seed": np.int32}  # GPT-2's optional inputs (aigc_tf.text.export.CONTROLS)
 SINGLE_OUTPUT = "output"  # the key `predict` gives a signature's only output when the reply does not name it
 
 

@@ -25,7 +25,7 @@ stock model server disables it) the forward pass is plain TF: `tf.slice` and `Te
 the `Xla*` ops, and fp32 matmuls with `tf.nn.bias_add`, which grappler fuses with the MatMul into one oneDNN op
 (bench/RESULTS.md: `fp32_no_xla`).
 
-The module is a `tf.Module`, so `aigc_tf.export` can track its variables and serve the same loop.
+The module is a `tf.Module`, so `aigc_tf.text.export` can track its variables and serve the same loop.
 """
 
 from __future__ import annotations
