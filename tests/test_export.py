@@ -74,3 +74,21 @@ def test_export_stores_each_weight_once(gan_export):
     weight_bytes = sum(int(np.prod(v.shape)) * 4 for v in generator.weights)
     stored = sum(f.stat().st_size for f in (export / "variables").iterdir())
     assert weight_bytes <= stored < 1.3 * weight_bytes  # tracking the model too would store them twice (2x)
+
+
+def test_concurrent_exports_of_one_model_get_distinct_complete_versions(tiny_gan_run, tmp_path):
+    """Three real `aigc-tf gan export` processes into one model folder at once: versions 1, 2 and 3, each complete,
+    and a models.config that lists the model once."""
+    run_dir = tiny_gan_run[0]
+    model_dir = tmp_path / "saved_models" / "gan"
+    procs = [subprocess.Popen([sys.executable, "-m", "aigc_tf", "gan", "export", "--run", str(run_dir), "--to",
+                               str(model_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-2000:]
+    assert versions(model_dir) == [1, 2, 3]
+    assert sorted(p.name for p in model_dir.iterdir()) == [".lock", "1", "2", "3"]  # no .partial-* left behind
+    for version in ("1", "2", "3"):
+        assert json.loads((model_dir / version / "assets.extra" / "aigc_tf.json").read_text())["family"] == "gan"
+    assert (tmp_path / "saved_models" / "models.config").read_text().count('name: "gan"') == 1
