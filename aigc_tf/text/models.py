@@ -21,12 +21,13 @@ PRESET_DIR = "preset"  # where a text run saves its model, as a keras-hub preset
 
 
 def build_causal_lm(config):
-    """A `GPT2CausalLM` with its preprocessor (sequence length = `config.sequence_length`); a new model's weights
-    and dropout are seeded from `config.seed`."""
+    """A `GPT2CausalLM` with its preprocessor (sequence length = `config.sequence_length`); a new model's weights,
+    and any model's dropout, are seeded from `config.seed`."""
     import keras_hub
 
     if config.preset:
-        return load_preset(config.preset, config.sequence_length)
+        with seeded(config.seed):  # the dropout layers' seeds
+            return load_preset(config.preset, config.sequence_length)
     with seeded(config.seed):
         backbone = keras_hub.models.GPT2Backbone(
             vocabulary_size=VOCABULARY_SIZE, num_layers=config.num_layers, num_heads=config.num_heads,
