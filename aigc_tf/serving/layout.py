@@ -44,11 +44,8 @@ def model_folders(base_dir: Path) -> dict[str, list[int]]:
     """`{name: [versions]}` for every folder of `base_dir` that holds at least one complete version; `.partial-*`
     folders (exports being written) and folders without integer versions are not models."""
     base_dir = Path(base_dir)
-    found = {}
-    for folder in sorted(p for p in base_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if versions(folder):
-            found[folder.name] = versions(folder)
-    return found
+    folders = sorted(p for p in base_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return {folder.name: found for folder in folders if (found := versions(folder))}
 
 
 def version_dirs(path: Path, all_versions: bool = False) -> list[Path]:
