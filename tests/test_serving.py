@@ -349,3 +349,14 @@ def test_the_printed_serving_command_asks_for_xla_only_when_the_newest_export_ne
     (tmp_path / "gpt2" / "3" / METADATA_FILE).parent.mkdir(exist_ok=True)
     (tmp_path / "gpt2" / "3" / METADATA_FILE).write_text(json.dumps({"xla": True}))
     assert needs_xla_flag(tmp_path)
+
+
+def test_the_check_sees_every_integer_folder_as_the_server_does_models_config_only_complete_ones(tmp_path):
+    from aigc_tf.serving.layout import model_folders, versions
+
+    _fake_version(tmp_path, "gan", 1)
+    (tmp_path / "gan" / "2").mkdir()  # a version without saved_model.pb: the server tries to load it, and fails
+    (tmp_path / "gan" / ".partial-7-0").mkdir()  # an export being written: not a version at all
+    assert versions(tmp_path / "gan") == [1] and versions(tmp_path / "gan", complete=False) == [1, 2]
+    assert version_dirs(tmp_path) == [tmp_path / "gan" / "2"]  # the newest, as the server would pick it
+    assert model_folders(tmp_path) == {"gan": [1]}

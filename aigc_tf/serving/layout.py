@@ -31,13 +31,14 @@ METADATA_FILE = "assets.extra/aigc_tf.json"  # an export's provenance (TF Servin
 _partial_names = itertools.count()
 
 
-def versions(model_dir: Path) -> list[int]:
-    """The complete versions of a model folder (integer folders holding a `saved_model.pb`), oldest first."""
+def versions(model_dir: Path, complete: bool = True) -> list[int]:
+    """The versions of a model folder, oldest first: its integer-named folders, as TF Serving sees them, and with
+    `complete` only those holding a `saved_model.pb`."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         return []
     return sorted(int(p.name) for p in model_dir.iterdir()
-                  if p.is_dir() and p.name.isdigit() and (p / "saved_model.pb").is_file())
+                  if p.is_dir() and p.name.isdigit() and (not complete or (p / "saved_model.pb").is_file()))
 
 
 def model_folders(base_dir: Path) -> dict[str, list[int]]:
@@ -58,8 +59,8 @@ def version_dirs(path: Path, all_versions: bool = False) -> list[Path]:
     if (path / "saved_model.pb").exists():
         return [path]
 
-    def of(folder: Path) -> list[Path]:
-        found = [folder / str(v) for v in versions(folder)]
+    def of(folder: Path) -> list[Path]:  # every integer folder: a broken newest version is what the server loads
+        found = [folder / str(v) for v in versions(folder, complete=False)]
         return found if all_versions else found[-1:]
 
     found = of(path)
@@ -87,8 +88,7 @@ def publish(archive, model_dir: Path, metadata: dict) -> Path:
         (partial / METADATA_FILE).write_text(json.dumps({"aigc_tf_version": __version__, **metadata}, indent=2))
         write_warmup(partial, model_dir.name)  # the server replays it at load time: no cold first request
         with waiting(model_dir, f"export of {model_dir.name}"):  # one version number per export
-            taken = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()]
-            final = model_dir / str(max(taken, default=0) + 1)
+            final = model_dir / str(max(versions(model_dir, complete=False), default=0) + 1)
             partial.rename(final)
     except OSError as err:
         shutil.rmtree(partial, ignore_errors=True)
