@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aigc_tf import AigcError, TrainingInterrupted, __version__
 from aigc_tf.config import CONFIGS
-from aigc_tf.hardware import PRECISION_CHOICES, PRECISIONS
+from aigc_tf.hardware import PRECISION_CHOICES, PRECISIONS, TRAINING_PRECISIONS
 
 RUNS = {"gan": Path("runs/gan"), "vae": Path("runs/vae"), "text": Path("runs/gpt2")}
 
@@ -42,6 +42,13 @@ def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
@@ -139,7 +146,8 @@ def cmd_data_list(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- gan
 GAN_FLAGS = ("dataset", "source", "latent_dim", "batch_size", "learning_rate", "label_smoothing", "epochs", "seed",
-             "conditional", "precision")
+             "conditional", "precision", "augment", "ema_decay", "loss", "r1_gamma", "beta_1", "beta_2",
+             "d_learning_rate_ratio")
 
 
 def cmd_gan_train(args) -> int:
@@ -265,7 +273,8 @@ def cmd_text_generate(args) -> int:
         texts = generate(causal_lm, prompts, args.sampler, max_length=args.max_length,
                          num_return_sequences=args.num_return_sequences, seed=args.seed,
                          temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, num_beams=args.num_beams,
-                         jit_compile=False if args.no_xla else None, precision=args.precision)
+                         jit_compile=False if args.no_xla else None, precision=args.precision,
+                         repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram)
     if args.json:
         print(json.dumps([{"prompt": p, "texts": t} for p, t in zip(prompts, texts)], indent=2))
         return 0
@@ -412,9 +421,25 @@ def add_gan_commands(families) -> None:
                        help=f"one-sided, real target 1 - s (default: {default_of('gan', 'label_smoothing')})")
     train.add_argument("--conditional", action="store_true", default=None,
                        help="condition G and D on the digit label (a conditional GAN; sample with --digit)")
-    train.add_argument("--precision", choices=PRECISIONS,
+    train.add_argument("--precision", choices=TRAINING_PRECISIONS,
                        help=f"{default_of('gan', 'precision')} by default; bf16: mixed_bfloat16 layers, whose step "
-                            "runs fastest without XLA on CPUs with AVX-512 BF16 (bench/RESULTS.md)")
+                            "runs fastest without XLA on CPUs with AVX-512 BF16 (bench/RESULTS.md); fp16: "
+                            "mixed_float16 with loss scaling, for GPUs (slow on a CPU)")
+    recipe = train.add_argument_group("recipe (bench/gan_ablation.py measures each)")
+    recipe.add_argument("--augment", metavar="POLICY",
+                        help="DiffAugment of every image D sees: comma-separated translation, cutout, color, or "
+                             f"none (default: {default_of('gan', 'augment') or 'none'})")
+    recipe.add_argument("--ema-decay", type=fraction,
+                        help="sample, evaluate and export an exponential moving average of G's weights with this "
+                             f"decay; 0 turns it off (default: {default_of('gan', 'ema_decay')})")
+    recipe.add_argument("--loss", choices=("non_saturating", "hinge"), help=f"default: {default_of('gan', 'loss')}")
+    recipe.add_argument("--r1-gamma", type=non_negative_float,
+                        help=f"R1 gradient penalty weight on real images (default: {default_of('gan', 'r1_gamma')})")
+    recipe.add_argument("--beta-1", type=fraction, help=f"Adam's beta_1 (default: {default_of('gan', 'beta_1')})")
+    recipe.add_argument("--beta-2", type=fraction, help=f"Adam's beta_2 (default: {default_of('gan', 'beta_2')})")
+    recipe.add_argument("--d-learning-rate-ratio", type=positive_float,
+                        help="D's learning rate over G's (default: "
+                             f"{default_of('gan', 'd_learning_rate_ratio')})")
     train.set_defaults(handler=cmd_gan_train)
 
     sample = cmds.add_parser("sample", help="draw a grid of samples from a trained run")
@@ -513,6 +538,11 @@ def add_text_commands(families) -> None:
                      help="tokens in all, prompt included (default: %(default)s)")
     gen.add_argument("--num-return-sequences", type=positive_int, default=1, help="per prompt (default: 1)")
     gen.add_argument("--seed", type=non_negative_int, default=0, help="sampling seed (default: %(default)s)")
+    gen.add_argument("--repetition-penalty", type=float, default=1.0,
+                     help="divide the logits of tokens already in the text by this (CTRL); 1 is off, 1.2 is usual "
+                          "(default: %(default)s)")
+    gen.add_argument("--no-repeat-ngram", type=non_negative_int, default=0, metavar="N",
+                     help="never repeat an n-gram of this size; 0 is off, 3 is usual (default: %(default)s)")
     gen.add_argument("--json", action="store_true", help="print JSON instead of plain text")
     gen.add_argument("--no-xla", action="store_true",
                      help="decode without XLA (default: XLA for greedy, keras-hub's choice, no XLA on CPU, for the "
@@ -602,12 +632,38 @@ def add_serving_commands(families) -> None:
 
 
 
+def cmd_demo(args) -> int:
+    from aigc_tf.demo import run_demo
+
+    run_demo(args.runs, args.models, args.seed, args.gan_epochs, args.text_steps, args.vae_epochs, args.started_at)
+    return 0
+
+
+def add_demo_command(families) -> None:
+    demo = families.add_parser(
+        "demo", help="train, evaluate, sample and export the GAN, GPT-2 and VAE, then check the exports",
+        description="The whole chain on the offline defaults, printed as the commands it runs, with each stage's "
+                    "time at the end (`make demo` sets up and fetches the data first).")
+    demo.add_argument("--runs", type=Path, default=Path("runs"), help="run folders' parent (default: %(default)s)")
+    demo.add_argument("--models", type=Path, default=Path("saved_models"),
+                      help="exports' base folder (default: %(default)s)")
+    demo.add_argument("--seed", type=non_negative_int, default=0, help="training seed (default: %(default)s)")
+    demo.add_argument("--gan-epochs", type=positive_int,
+                      help=f"a longer GAN run (default: {default_of('gan', 'epochs')})")
+    demo.add_argument("--text-steps", type=positive_int, help="a longer GPT-2 run, in steps (default: the config's "
+                      f"{default_of('text', 'epochs')} epochs of {default_of('text', 'steps_per_epoch')})")
+    demo.add_argument("--vae-epochs", type=positive_int, help=f"default: {default_of('vae', 'epochs')}")
+    demo.add_argument("--started-at", type=float, help=argparse.SUPPRESS)  # make demo's start, for the setup time
+    demo.set_defaults(handler=cmd_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aigc-tf", description="Generative AI on TensorFlow: train, sample, measure and export models.")
     parser.add_argument("--version", action="version", version=f"aigc_tf {__version__}")
-    families = parser.add_subparsers(dest="family", required=True, metavar="{data,gan,vae,text,serving}")
-    for add in (add_data_commands, add_gan_commands, add_vae_commands, add_text_commands, add_serving_commands):
+    families = parser.add_subparsers(dest="family", required=True, metavar="{demo,data,gan,vae,text,serving}")
+    for add in (add_demo_command, add_data_commands, add_gan_commands, add_vae_commands, add_text_commands,
+                add_serving_commands):
         add(families)
     return parser
 

@@ -31,18 +31,26 @@ class GANConfig:
     dropout: float = 0.3  # discriminator only
     batch_size: int = 64
     learning_rate: float = 2e-4
+    d_learning_rate_ratio: float = 1.0  # D's rate = learning_rate * this (TTUR, Heusel et al. 2017, when != 1)
     beta_1: float = 0.5
-    label_smoothing: float = 0.1  # one-sided: real targets are 1 - label_smoothing
+    beta_2: float = 0.999
+    loss: str = "non_saturating"  # or "hinge" (aigc_tf.gan.losses)
+    label_smoothing: float = 0.1  # one-sided: real targets are 1 - label_smoothing (non_saturating only)
+    r1_gamma: float = 0.0  # R1 gradient penalty on real images (Mescheder et al. 2018); 0 disables it
+    augment: str = ""  # DiffAugment policy for every image D sees, e.g. "translation,cutout,color"; "" = none
+    ema_decay: float = 0.0  # sample, evaluate and export an EMA of G's weights (Yazici et al. 2019); 0 = off
     epochs: int = 120  # 15,000 steps, ~3 min on 2 cores; see the README for FID against epochs
     seed: int = 0
     jit_compile: bool = True
-    precision: str = "fp32"  # or "bf16": mixed_bfloat16 layers (see aigc_tf.gan.train.GAN)
+    precision: str = "fp32"  # "bf16": mixed_bfloat16 layers; "fp16": mixed_float16 with loss scaling (GPUs)
     grid_size: int = 8  # the fixed-noise sample grid is grid_size x grid_size
     conditional: bool = False  # label-conditioned G and D (a conditional GAN, Mirza & Osindero 2014)
     num_classes: int = 10
 
     # Fields that define the networks and their variables: a run cannot resume with different values.
-    ARCHITECTURE = ("family", "dataset", "latent_dim", "generator_units", "discriminator_units", "conditional")
+    # (ema_decay: the averaged generator is in the checkpoint or not.)
+    ARCHITECTURE = ("family", "dataset", "latent_dim", "generator_units", "discriminator_units", "conditional",
+                    "ema_decay")
 
     @classmethod
     def tiny(cls, **overrides) -> "GANConfig":

@@ -12,7 +12,10 @@ import functools
 
 PRECISIONS = ("fp32", "bf16")  # the names every `precision` argument and `--precision` flag takes
 PRECISION_CHOICES = ("auto",) + PRECISIONS  # exports and decoding may let the CPU decide
-MIXED_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}  # training: compute dtype, float32 variables
+# Training: the layers compute in 16 bits and keep float32 variables. fp16 is the GPU's choice (tensor cores) and
+# needs loss scaling; a CPU has no fast float16 matmul, so there it is for checking the GPU path's arithmetic.
+TRAINING_PRECISIONS = PRECISIONS + ("fp16",)
+MIXED_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 WEIGHT_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # decoding: the weights themselves, half the bytes read
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 

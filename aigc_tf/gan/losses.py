@@ -30,3 +30,30 @@ def minimax_discriminator_loss(real_logits, fake_logits, label_smoothing=0.0):
     """
     real_targets = tf.fill(tf.shape(real_logits), 1.0 - tf.cast(label_smoothing, real_logits.dtype))
     return _bce(real_targets, real_logits) + _bce(tf.zeros_like(fake_logits), fake_logits)
+
+
+def hinge_generator_loss(fake_logits):
+    """L_G = -D(G(z)), per example (Lim & Ye 2017; the loss of SNGAN, BigGAN): G raises D's raw score of its images."""
+    return -tf.reduce_mean(fake_logits, axis=-1)
+
+
+def hinge_discriminator_loss(real_logits, fake_logits, label_smoothing=0.0):
+    """L_D = max(0, 1 - D(x)) + max(0, 1 + D(G(z))), per example: D stops pushing an image once its score is past
+    the margin, so it cannot win by growing its logits without bound. (Label smoothing does not apply.)"""
+    del label_smoothing
+    return (tf.reduce_mean(tf.nn.relu(1.0 - real_logits), axis=-1)
+            + tf.reduce_mean(tf.nn.relu(1.0 + fake_logits), axis=-1))
+
+
+LOSSES = {
+    "non_saturating": (non_saturating_generator_loss, minimax_discriminator_loss),
+    "hinge": (hinge_generator_loss, hinge_discriminator_loss),
+}
+
+
+def generator_loss(name: str, fake_logits):
+    return LOSSES[name][0](fake_logits)
+
+
+def discriminator_loss(name: str, real_logits, fake_logits, label_smoothing=0.0):
+    return LOSSES[name][1](real_logits, fake_logits, label_smoothing)

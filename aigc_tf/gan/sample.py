@@ -32,8 +32,12 @@ def grid_labels(config) -> np.ndarray | None:
     return np.arange(config.grid_size**2) % config.grid_size % config.num_classes
 
 
-def load_generator(run_dir: Path) -> tuple[keras.Model, object, int]:
-    """The generator of a run at its latest checkpoint: (generator, config, step)."""
+def load_generator(run_dir: Path, averaged: bool = True) -> tuple[keras.Model, object, int]:
+    """The generator of a run at its latest checkpoint: (generator, config, step).
+
+    A run that keeps an exponential moving average of G's weights (`ema_decay`) gives the average unless
+    `averaged=False`: it is the better sampler (aigc_tf.gan.train.GAN.update_ema), and what eval and export use.
+    """
     run = RunFolder(Path(run_dir))
     config = run.load_config("gan")
     latest = tf.train.latest_checkpoint(str(run.checkpoints))
@@ -42,7 +46,8 @@ def load_generator(run_dir: Path) -> tuple[keras.Model, object, int]:
     generator = build_generator(config)
     step = tf.Variable(0, dtype=tf.int64)
     try:
-        tf.train.Checkpoint(generator=generator, step=step).restore(latest).expect_partial()
+        name = "generator_ema" if averaged and config.ema_decay else "generator"
+        tf.train.Checkpoint(**{name: generator}, step=step).restore(latest).expect_partial()
     except CHECKPOINT_ERRORS as err:
         raise AigcError(f"checkpoint {latest} is unreadable ({type(err).__name__}); delete its files to fall "
                         "back to the previous checkpoint") from None

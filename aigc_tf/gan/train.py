@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from aigc_tf import AigcError, TrainingInterrupted, distribute, plots
 from aigc_tf.data import images as image_data
-from aigc_tf.gan import losses
+from aigc_tf.gan import augment, losses
 from aigc_tf.gan.models import build_discriminator, build_generator
 from aigc_tf.gan.sample import CHECKPOINT_ERRORS, generate, grid_labels
 from aigc_tf.hardware import MIXED_POLICIES
@@ -53,27 +53,40 @@ class GAN:
             self.discriminator = build_discriminator(config)
         if tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1:
             _synchronize_batch_norm(self.generator)
-        self.g_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1)
-        self.d_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1)
+        self.g_optimizer = _optimizer(config, config.learning_rate)
+        self.d_optimizer = _optimizer(config, config.learning_rate * config.d_learning_rate_ratio)
         # Build the optimiser slots now so a checkpoint restores into existing variables.
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.augment = augment.parse_policy(config.augment)  # checked before any step is traced
+        self.generator_ema = None
+        if config.ema_decay:
+            with seeded(config.seed), _precision_policy(config.precision):
+                self.generator_ema = build_generator(config)
+            self.generator_ema.set_weights(self.generator.get_weights())
         self.noise_rng = tf.random.Generator.from_seed(config.seed)
         # ONLY_FIRST_REPLICA: under a strategy each replica runs the step, and the counter must advance once.
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        tracked = {"generator_ema": self.generator_ema} if self.generator_ema is not None else {}
         self.checkpoint = tf.train.Checkpoint(
             generator=self.generator, discriminator=self.discriminator, g_optimizer=self.g_optimizer,
             d_optimizer=self.d_optimizer, noise_rng=self.noise_rng, step=self.step,
-            seed_states=_seed_states(self.generator) + _seed_states(self.discriminator))
+            seed_states=_seed_states(self.generator) + _seed_states(self.discriminator), **tracked)
 
-    def train_step(self, real_images, labels=None, noise=None):
+    @property
+    def sampling_generator(self) -> keras.Model:
+        """The generator that samples, evaluates and exports: the EMA copy when the run keeps one."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    def train_step(self, real_images, labels=None, noise=None, augment_seeds=None):
         """One update of D and of G on a batch of real images (B, 28, 28, 1) in [-1, 1].
 
         A conditional GAN also takes the batch's labels (B,) int32: G draws fakes of the same classes and D judges
         each image together with its label.
 
-        `noise` (B, Z) is drawn from the checkpointed generator unless given (tests pass it: XLA's random
+        `noise` (B, Z) and, with augmentation, `augment_seeds` (2, 2) int32 (one stateless seed for the real batch,
+        one for the fakes) are drawn from the checkpointed generator unless given (tests pass them: XLA's random
         kernels do not produce the same numbers as TensorFlow's). Returns the batch's losses and D's mean belief
         that real and generated images are real.
         """
@@ -81,22 +94,38 @@ class GAN:
         global_batch_size = self.config.batch_size  # == batch_size unless a strategy splits the batch
         if noise is None:
             noise = self.noise_rng.normal([batch_size, self.config.latent_dim])  # (B, Z)
+        # D sees every image, real or generated, through the same random augmentation (see aigc_tf.gan.augment).
+        if self.augment and augment_seeds is None:
+            augment_seeds = self.noise_rng.uniform_full_int([2, 2], tf.int32)
         condition = (lambda x: [x, labels]) if self.config.conditional else (lambda x: x)
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake_images = self.generator(condition(noise), training=True)  # (B, 28, 28, 1)
-            real_logits = self.discriminator(condition(real_images), training=True)  # (B, 1)
-            fake_logits = self.discriminator(condition(fake_images), training=True)  # (B, 1)
-            # Under bf16 the logits come out bfloat16: the losses and their reduction are computed in float32.
+            real_seen = self._seen_by_d(real_images, augment_seeds, 0)
+            if self.config.r1_gamma:
+                d_tape.watch(real_seen)  # the R1 penalty differentiates D's verdict on real images by its input
+                with tf.GradientTape() as r1_tape:
+                    r1_tape.watch(real_seen)
+                    real_logits = self.discriminator(condition(real_seen), training=True)  # (B, 1)
+                    real_sum = tf.reduce_sum(tf.cast(real_logits, tf.float32))  # each example's own gradient
+                r1 = self.config.r1_gamma / 2 * _squared_norm(r1_tape.gradient(real_sum, real_seen))  # (B,)
+            else:
+                real_logits = self.discriminator(condition(real_seen), training=True)  # (B, 1)
+                r1 = 0.0
+            fake_seen = self._seen_by_d(fake_images, augment_seeds, 1)
+            fake_logits = self.discriminator(condition(fake_seen), training=True)  # (B, 1)
+            # Under bf16/fp16 the logits come out in half precision: losses and their reduction run in float32.
             real_logits, fake_logits = tf.cast(real_logits, tf.float32), tf.cast(fake_logits, tf.float32)
             g_loss = tf.nn.compute_average_loss(
-                losses.non_saturating_generator_loss(fake_logits), global_batch_size=global_batch_size)
+                losses.generator_loss(self.config.loss, fake_logits), global_batch_size=global_batch_size)
             d_loss = tf.nn.compute_average_loss(
-                losses.minimax_discriminator_loss(real_logits, fake_logits, self.config.label_smoothing),
-                global_batch_size=global_batch_size)
+                losses.discriminator_loss(self.config.loss, real_logits, fake_logits, self.config.label_smoothing)
+                + r1, global_batch_size=global_batch_size)
+            g_scaled, d_scaled = _scale(self.g_optimizer, g_loss), _scale(self.d_optimizer, d_loss)
         g_vars = self.generator.trainable_variables
         d_vars = self.discriminator.trainable_variables
-        self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_vars), g_vars))
-        self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars))
+        # A LossScaleOptimizer (fp16) divides the gradients of the scaled loss by the scale before Adam sees them.
+        self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_scaled, g_vars), g_vars))
+        self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_scaled, d_vars), d_vars))
         self.step.assign_add(1)
         return {
             "g_loss": g_loss,
@@ -105,10 +134,37 @@ class GAN:
             "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits)),
         }
 
+    def _seen_by_d(self, images, augment_seeds, which: int):
+        """The images as D sees them: augmented with seed `which` when the recipe augments, else unchanged."""
+        return augment.diff_augment(images, self.augment, augment_seeds[which]) if self.augment else images
+
+    def update_ema(self):
+        """G_ema <- d * G_ema + (1 - d) * G for the weights; BatchNormalization's moving statistics are copied.
+
+        The decay ramps up as min(decay, (1 + t) / (10 + t)) over the first steps (as `tf.train.
+        ExponentialMovingAverage` does with `num_updates`), so a short run's average is not dominated by the
+        random initial weights. Called once per step, outside `strategy.run`: G's weights are the same on every
+        replica, and a cross-replica assign updates every copy of the average.
+        """
+        if self.generator_ema is None:
+            return
+        t = tf.cast(self.step, tf.float32)
+        decay = tf.minimum(tf.constant(self.config.ema_decay, tf.float32), (1.0 + t) / (10.0 + t))
+        for average, weight in zip(self.generator_ema.trainable_variables, self.generator.trainable_variables):
+            average.assign(decay * average + (1.0 - decay) * weight)
+        for average, weight in zip(self.generator_ema.non_trainable_variables,
+                                   self.generator.non_trainable_variables):
+            average.assign(weight)
+
+    def _train_step_and_ema(self, real_images, labels=None, noise=None, augment_seeds=None):
+        outputs = self.train_step(real_images, labels, noise, augment_seeds)
+        self.update_ema()
+        return outputs
+
     def compiled_train_step(self, jit_compile: bool | None = None):
         """The step as a `tf.function`, XLA-compiled unless `jit_compile=False` (the `--no-xla` comparison)."""
         jit = self.config.jit_compile if jit_compile is None else jit_compile
-        return tf.function(self.train_step, jit_compile=jit)
+        return tf.function(self._train_step_and_ema, jit_compile=jit)
 
     def distributed_train_step(self, strategy):
         """The step for `strategy`: the compiled single-device step, or `strategy.run` + reduce.
@@ -121,6 +177,7 @@ class GAN:
 
         def step(*batch):
             per_replica = strategy.run(self.train_step, args=batch)
+            self.update_ema()
             return {name: strategy.reduce(tf.distribute.ReduceOp.SUM if name.endswith("_loss")
                                           else tf.distribute.ReduceOp.MEAN, value, axis=None)
                     for name, value in per_replica.items()}
@@ -140,6 +197,38 @@ class GAN:
             raise AigcError(f"checkpoint {latest} is unreadable ({type(err).__name__}); delete its files to fall "
                             "back to the previous checkpoint, or train into a new --out folder") from None
         return latest
+
+
+def _check_recipe(config) -> None:
+    """The recipe's names and ranges, checked before anything is built or written."""
+    try:
+        augment.parse_policy(config.augment)
+    except ValueError as err:
+        raise AigcError(f"`augment`: {err}") from None
+    if config.loss not in losses.LOSSES:
+        raise AigcError(f"unknown `loss` {config.loss!r}; choose one of {', '.join(losses.LOSSES)}")
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise AigcError(f"`ema_decay` must be in [0, 1), got {config.ema_decay}")
+    if config.r1_gamma < 0:
+        raise AigcError(f"`r1_gamma` must be >= 0, got {config.r1_gamma}")
+
+
+def _optimizer(config, learning_rate: float) -> keras.optimizers.Optimizer:
+    """Adam with the config's betas; under fp16 wrapped in a LossScaleOptimizer (float16 gradients underflow
+    without a loss scale; bfloat16 has float32's exponent range and needs none)."""
+    adam = keras.optimizers.Adam(learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
+    return keras.optimizers.LossScaleOptimizer(adam) if config.precision == "fp16" else adam
+
+
+def _scale(optimizer, loss):
+    """The loss to differentiate: multiplied by the loss scale under a LossScaleOptimizer, else itself."""
+    return optimizer.scale_loss(loss) if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else loss
+
+
+def _squared_norm(gradients):
+    """Per-example squared L2 norm of (B, ...) gradients, in float32."""
+    gradients = tf.cast(gradients, tf.float32)
+    return tf.reduce_sum(tf.square(gradients), axis=tf.range(1, tf.rank(gradients)))
 
 
 def _synchronize_batch_norm(model: keras.Model) -> None:
@@ -213,6 +302,7 @@ def train_gan(config, run_dir: Path, *, steps: int | None = None, data_dir: Path
     the folder's lock while it trains. Everything random is seeded from `config.seed`; on a GPU a resumed run
     matches an uninterrupted one bit for bit only with deterministic kernels (`distribute.enable_determinism()`).
     """
+    _check_recipe(config)
     dist, chief = distribute.start(strategy, config.batch_size)
     train_data = image_data.load_arrays(config.dataset, "train", config.source, data_dir)
     train_images = train_data.images
@@ -235,8 +325,9 @@ def _train_loop(config, run: RunFolder, dist, chief: bool, train_data, steps_per
     manager = tf.train.CheckpointManager(gan.checkpoint, str(distribute.write_dir(dist, run.checkpoints)),
                                          max_to_keep=3)
     restored = gan.restore(run.checkpoints)  # every worker reads the chief's checkpoints (a shared folder)
-    for optimizer in (gan.g_optimizer, gan.d_optimizer):  # the checkpoint holds the old rate; the config may not
-        optimizer.learning_rate.assign(config.learning_rate)
+    # The checkpoint holds the old rates; the config may not.
+    gan.g_optimizer.learning_rate.assign(config.learning_rate)
+    gan.d_optimizer.learning_rate.assign(config.learning_rate * config.d_learning_rate_ratio)
     start = int(gan.step.numpy())
     say = print if verbose else (lambda *a, **k: None)
     if chief:
@@ -305,7 +396,7 @@ def _end_of_epoch(run, gan, manager, writer, noise, epoch, step, means, steps_pe
     manager.save(checkpoint_number=step)
     run.append_history({"epoch": epoch + 1, "step": step, **{k: f"{v:.6f}" for k, v in means.items()},
                         "steps_per_s": f"{steps_per_s:.2f}"})
-    samples = generate(gan.generator, noise, grid_labels(config))
+    samples = generate(gan.sampling_generator, noise, grid_labels(config))
     plots.save_grid(samples, run.samples / f"epoch_{epoch + 1:04d}.png", columns=config.grid_size)
     with writer.as_default(step=step):
         for name, value in means.items():

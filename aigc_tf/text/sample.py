@@ -75,7 +75,8 @@ def check_lengths(causal_lm, prompts: list[str], max_length: int) -> None:
 def generate(causal_lm, prompts: list[str], sampler: str = "greedy", *, max_length: int = 64,
              num_return_sequences: int = 1, seed: int = 0, temperature: float = 1.0, top_k: int = 50,
              top_p: float = 0.9, num_beams: int = 4, jit_compile: bool | None = None,
-             precision: str = "fp32") -> list[list[str]]:
+             precision: str = "fp32", repetition_penalty: float = 1.0,
+             no_repeat_ngram_size: int = 0) -> list[list[str]]:
     """For each prompt, `num_return_sequences` texts (prompt included), decoded with the named sampler.
 
     `jit_compile`: None picks what was measured faster (XLA for the greedy KV-cache decoder, keras-hub's "auto" for
@@ -83,6 +84,10 @@ def generate(causal_lm, prompts: list[str], sampler: str = "greedy", *, max_leng
 
     `precision="bf16"` decodes with bfloat16 weights (half the bytes read per token); greedy decoding runs the
     KV-cache decoder, the other samplers keras-hub's loop on a bf16 copy of the model.
+
+    `repetition_penalty` (> 1) and `no_repeat_ngram_size` (> 0) edit the logits inside any sampler's loop
+    (`aigc_tf.text.repetition`); greedy decoding with either runs keras-hub's greedy sampler instead of the KV-cache
+    decoder.
     """
     import keras_hub
 
@@ -98,7 +103,11 @@ def generate(causal_lm, prompts: list[str], sampler: str = "greedy", *, max_leng
     if sampler == "beam" and num_return_sequences > num_beams:
         raise AigcError(f"beam search returns at most `num_beams` ({num_beams}) sequences")
     check_lengths(causal_lm, prompts, max_length)
-    if sampler == "greedy":
+    from aigc_tf.text.repetition import with_repetition_control
+
+    controls = dict(repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size)
+    with_repetition_control(make_sampler("greedy"), **controls)  # checks the controls' values before any work
+    if sampler == "greedy" and repetition_penalty == 1.0 and not no_repeat_ngram_size:
         return [[text] for text in greedy_generate(causal_lm, prompts, max_length, precision, jit_compile is not False)]
     if precision != "fp32":
         from aigc_tf.text.models import with_precision
@@ -111,7 +120,8 @@ def generate(causal_lm, prompts: list[str], sampler: str = "greedy", *, max_leng
     # and gives the caller's random state back afterwards.
     with seeded(seed):
         causal_lm = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone, preprocessor=causal_lm.preprocessor)
-        causal_lm.compile(sampler=make_sampler(sampler, temperature, top_k, top_p, num_beams, seed, all_beams),
+        chosen = make_sampler(sampler, temperature, top_k, top_p, num_beams, seed, all_beams)
+        causal_lm.compile(sampler=with_repetition_control(chosen, **controls),
                           jit_compile="auto" if jit_compile is None else jit_compile)
         if all_beams:
             return [_best_beams(causal_lm, prompt, max_length, num_return_sequences) for prompt in prompts]

@@ -1,0 +1,81 @@
+"""`aigc-tf demo`: the whole chain on the offline defaults, as the commands a learner would type, in one process.
+
+Each stage is an `aigc-tf` command line, printed before it runs and run in this process (one TensorFlow start-up
+instead of fourteen): train, evaluate, sample and export the GAN, GPT-2 and the VAE, then check the exports the way
+a stock TF Serving loads them. The stage times are printed at the end and written to `<runs>/demo_times.json`,
+with the set-up time (venv, install, data fetch) when `make demo` passes its start time.
+
+The budgets are the configs' defaults, so the demo trains exactly what `aigc-tf gan train` etc. train; longer
+runs are one flag away (`--gan-epochs`, `--text-steps`, `--vae-epochs`).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+PROMPTS = ("It is a beautiful day", "hello")
+TEXT_EVAL_SEQUENCES = 400  # of Moby-Dick's ~2,200 windows: 51,200 tokens, a tenth of the time of all of them
+
+
+def stages(runs: Path, models: Path, seed: int, gan_epochs: int | None = None, text_steps: int | None = None,
+           vae_epochs: int | None = None) -> list[tuple[str, list[str]]]:
+    """(group, argv) for every command of the demo, in order."""
+    gan, text, vae = runs / "gan", runs / "gpt2", runs / "vae"
+    prompts = [arg for prompt in PROMPTS for arg in ("--prompt", prompt)]
+    seed_flag = ["--seed", str(seed)]
+    optional = lambda flag, value: [flag, str(value)] if value else []  # noqa: E731
+    return [
+        ("GAN", ["gan", "train", "--out", str(gan), *seed_flag, *optional("--epochs", gan_epochs)]),
+        ("GAN", ["gan", "eval", "--run", str(gan)]),
+        ("GAN", ["gan", "sample", "--run", str(gan), "--out", str(gan / "samples_seed0.png")]),
+        ("GAN", ["gan", "export", "--run", str(gan), "--to", str(models / "gan")]),
+        ("GPT-2", ["text", "train", "--out", str(text), *seed_flag, *optional("--steps", text_steps)]),
+        ("GPT-2", ["text", "eval", "--run", str(text), "--corpus", "moby_dick",
+                   "--max-sequences", str(TEXT_EVAL_SEQUENCES)]),
+        ("GPT-2", ["text", "generate", "--run", str(text), *prompts]),
+        ("GPT-2", ["text", "generate", "--run", str(text), *prompts, "--no-repeat-ngram", "3"]),
+        ("GPT-2", ["text", "generate", "--run", str(text), *prompts, "--sampler", "top_p", "--top-p", "0.9",
+                   "--temperature", "0.8", "--num-return-sequences", "2"]),
+        ("GPT-2", ["text", "export", "--run", str(text), "--to", str(models / "gpt2")]),
+        ("VAE", ["vae", "train", "--out", str(vae), *seed_flag, *optional("--epochs", vae_epochs)]),
+        ("VAE", ["vae", "eval", "--run", str(vae)]),
+        ("VAE", ["vae", "export", "--run", str(vae), "--to", str(models)]),
+        ("serving check", ["serving", "check", str(models)]),
+    ]
+
+
+def run_demo(runs: Path = Path("runs"), models: Path = Path("saved_models"), seed: int = 0,
+             gan_epochs: int | None = None, text_steps: int | None = None, vae_epochs: int | None = None,
+             started_at: float | None = None) -> dict:
+    """Run every stage; stop at the first that fails. Returns (and writes) the stage times in seconds."""
+    from aigc_tf.cli import main
+
+    began = time.time()
+    times: dict[str, float] = {}
+    if started_at is not None:
+        times["setup (venv, install, data)"] = max(0.0, began - started_at)
+    for group, argv in stages(runs, models, seed, gan_epochs, text_steps, vae_epochs):
+        print(f"\n$ aigc-tf {shlex.join(argv)}", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        status = main(argv)
+        times[group] = times.get(group, 0.0) + time.perf_counter() - start
+        if status != 0:
+            raise SystemExit(f"aigc-tf demo: `aigc-tf {shlex.join(argv)}` failed (exit {status}); fix it and run "
+                             "the demo again: finished stages resume or are redone quickly")
+    times["total"] = sum(times.values())
+    runs.mkdir(parents=True, exist_ok=True)
+    path = runs / "demo_times.json"
+    path.write_text(json.dumps({name: round(seconds, 1) for name, seconds in times.items()}, indent=2))
+    print(time_table(times), file=sys.stderr)
+    print(f"stage times: {path}", file=sys.stderr)
+    return times
+
+
+def time_table(times: dict[str, float]) -> str:
+    width = max(len(name) for name in times)
+    lines = ["", "Stage times"] + [f"  {name:<{width}}  {seconds:6.0f} s" for name, seconds in times.items()]
+    return "\n".join(lines)

@@ -1,0 +1,198 @@
+"""The GAN recipe's ingredients: DiffAugment, the EMA generator, hinge loss, R1, fp16 loss scaling, and their
+round trip through the config, the CLI and a resumed run."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aigc_tf import AigcError
+from aigc_tf.cli import build_parser
+from aigc_tf.config import GANConfig, from_dict, to_json
+from aigc_tf.gan import augment, losses
+from aigc_tf.gan.sample import load_generator
+from aigc_tf.gan.train import GAN, train_gan
+
+SEED = tf.constant([3, 4], tf.int32)
+
+
+@pytest.fixture
+def digits(mnist_train):
+    return tf.constant(mnist_train.images[:8].astype("float32") / 127.5 - 1.0)  # (8, 28, 28, 1) in [-1, 1]
+
+
+# ---------------------------------------------------------------------------------------------- DiffAugment
+@pytest.mark.parametrize("policy", ["translation", "cutout", "color", augment.DEFAULT_POLICY])
+def test_augment_keeps_shape_is_repeatable_and_differentiable(digits, policy):
+    out = augment.diff_augment(digits, policy, SEED)
+    assert out.shape == digits.shape
+    np.testing.assert_array_equal(out, augment.diff_augment(digits, policy, SEED))  # same seed, same images
+    assert not np.allclose(out, augment.diff_augment(digits, policy, SEED + 1))  # another seed, others
+    assert not np.allclose(out, digits)
+    with tf.GradientTape() as tape:
+        tape.watch(digits)
+        pixel_weights = tf.reshape(tf.range(784.0), [1, 28, 28, 1])  # a loss that cares where each pixel lands
+        total = tf.reduce_sum(augment.diff_augment(digits, policy, SEED) * pixel_weights)
+    gradient = tape.gradient(total, digits)
+    assert gradient is not None and float(tf.reduce_sum(tf.abs(gradient))) > 0
+
+
+def test_augment_under_xla_matches_eager(digits):
+    """The compiled train step augments what an eager call with the same seed does (named RNG algorithm)."""
+    compiled = tf.function(lambda x, s: augment.diff_augment(x, augment.DEFAULT_POLICY, s), jit_compile=True)
+    np.testing.assert_allclose(compiled(digits, SEED), augment.diff_augment(digits, augment.DEFAULT_POLICY, SEED),
+                               atol=1e-5)
+
+
+def test_translation_moves_the_digit_and_fills_with_background(digits):
+    shifted = augment.diff_augment(digits, "translation", SEED).numpy()
+    for before, after in zip(digits.numpy(), shifted):
+        ink_before, ink_after = (before + 1).sum(), (after + 1).sum()
+        assert ink_after <= ink_before + 1e-3  # nothing new appears; ink only leaves through an edge
+        assert after.min() >= -1.0 - 1e-6 and after.max() <= 1.0 + 1e-6
+        ys, xs = np.nonzero(before[..., 0] > 0)
+        ys2, xs2 = np.nonzero(after[..., 0] > 0)
+        dy, dx = ys2.mean() - ys.mean(), xs2.mean() - xs.mean()  # the centre of mass moved by at most the bound
+        assert abs(dy) <= 4.01 and abs(dx) <= 4.01  # int(28 * TRANSLATION_RATIO + 0.5) pixels
+
+
+def test_cutout_blanks_one_square_of_half_the_side(digits):
+    ones = tf.ones_like(digits)
+    out = augment.diff_augment(ones, "cutout", SEED).numpy()[..., 0]
+    for mask in out:
+        zeros = np.argwhere(mask == 0)
+        height = zeros[:, 0].max() - zeros[:, 0].min() + 1
+        width = zeros[:, 1].max() - zeros[:, 1].min() + 1
+        assert len(zeros) == height * width <= 14 * 14  # one rectangle, clipped by the border at most
+        assert set(np.unique(mask)) <= {0.0, 1.0}
+
+
+def test_unknown_augmentation_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown augmentation rotate"):
+        augment.parse_policy("translation,rotate")
+    assert augment.parse_policy("none") == () and augment.parse_policy("") == ()
+    with pytest.raises(AigcError, match="`augment`"):
+        train_gan(GANConfig.tiny(augment="blur"), tmp_path / "run", steps=1, verbose=False)
+    assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------------------------------------- EMA
+def test_ema_weights_follow_the_formula(digits):
+    gan = GAN(GANConfig.tiny(ema_decay=0.9, batch_size=8))
+    for average, weight in zip(gan.generator_ema.weights, gan.generator.weights):
+        np.testing.assert_array_equal(average.numpy(), weight.numpy())  # starts as a copy of G
+    step = gan.compiled_train_step(jit_compile=False)
+    noise = tf.random.stateless_normal([8, gan.config.latent_dim], seed=[1, 2])
+    for t in range(1, 4):
+        before = [v.numpy().copy() for v in gan.generator_ema.trainable_variables]
+        step(digits, noise=noise)
+        decay = min(0.9, (1 + t) / (10 + t))
+        for prev, average, weight in zip(before, gan.generator_ema.trainable_variables,
+                                         gan.generator.trainable_variables):
+            np.testing.assert_allclose(average.numpy(), decay * prev + (1 - decay) * weight.numpy(), rtol=1e-5,
+                                       atol=1e-7)
+            assert not np.allclose(average.numpy(), weight.numpy())  # an average, not the live weights
+        for average, weight in zip(gan.generator_ema.non_trainable_variables, gan.generator.non_trainable_variables):
+            np.testing.assert_array_equal(average.numpy(), weight.numpy())  # BatchNorm statistics are copied
+
+
+def test_no_ema_means_no_second_generator():
+    gan = GAN(GANConfig.tiny())
+    assert gan.generator_ema is None and gan.sampling_generator is gan.generator
+
+
+# ---------------------------------------------------------------------------------------------- losses
+def test_hinge_losses():
+    real, fake = tf.constant([[2.0], [0.5]]), tf.constant([[-2.0], [0.0]])
+    np.testing.assert_allclose(losses.hinge_discriminator_loss(real, fake), [0.0, 0.5 + 1.0])
+    np.testing.assert_allclose(losses.hinge_generator_loss(fake), [2.0, 0.0])
+    assert set(losses.LOSSES) == {"non_saturating", "hinge"}
+
+
+def test_r1_adds_half_gamma_times_the_squared_input_gradient_on_real_images(digits):
+    """Same weights, batch and noise: the d_loss with R1 minus the one without is gamma/2 * mean ||dD/dx||^2."""
+    gamma = 5.0
+    noise = tf.random.stateless_normal([8, 8], seed=[1, 2])
+    d_losses = {}
+    for r1 in (0.0, gamma):
+        gan = GAN(GANConfig.tiny(dropout=0.0, batch_size=8, r1_gamma=r1))
+        with tf.GradientTape() as tape:
+            tape.watch(digits)
+            logits = tf.reduce_sum(gan.discriminator(digits, training=True))
+        expected = gamma / 2 * float(tf.reduce_mean(tf.reduce_sum(tf.square(tape.gradient(logits, digits)),
+                                                                  axis=[1, 2, 3])))
+        d_losses[r1] = float(gan.train_step(digits, noise=noise)["d_loss"])
+    assert expected > 0
+    assert d_losses[gamma] - d_losses[0.0] == pytest.approx(expected, rel=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- fp16
+def test_fp16_step_scales_the_loss_and_computes_the_fp32_update(digits):
+    """mixed_float16 layers with a LossScaleOptimizer: after three steps the weights match fp32's (the tolerance
+    below), while the update itself is 10x larger than that tolerance, and the variables stay float32."""
+    noise = tf.random.stateless_normal([8, 8], seed=[1, 2])
+    weights = {}
+    for precision in ("fp32", "fp16"):
+        gan = GAN(GANConfig.tiny(dropout=0.0, batch_size=8, precision=precision, learning_rate=1e-2))
+        start = [v.numpy().copy() for v in gan.generator.trainable_variables]
+        if precision == "fp16":
+            assert isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
+            assert gan.generator.layers[0].compute_dtype == "float16"
+            assert all(v.dtype == "float32" for v in gan.generator.trainable_variables)
+            for optimizer in (gan.g_optimizer, gan.d_optimizer):
+                # 2^15, the usual start, overflows on this batch and skips the first steps (tested below): start
+                # lower so that all three steps update.
+                optimizer.dynamic_scale.assign(256.0)
+        for _ in range(3):
+            gan.train_step(digits, noise=noise)
+        if precision == "fp16":
+            assert float(gan.g_optimizer.dynamic_scale.numpy()) == 256.0  # no step was skipped
+        weights[precision] = [v.numpy() for v in gan.generator.trainable_variables]
+    fp32, fp16, start = (np.concatenate([w.ravel() for w in ws]) for ws in (weights["fp32"], weights["fp16"], start))
+    update, difference = np.abs(fp32 - start), np.abs(fp16 - fp32)
+    assert update.max() > 0.02
+    # Adam turns the float16 rounding of a near-zero gradient into a whole +-lr step, so a few weights differ by
+    # an update's size: 99.5% must agree within 2e-3, and the mean gap stay under 5% of the mean update.
+    assert np.mean(difference < 2e-3) > 0.995
+    assert difference.mean() < 0.05 * update.mean()
+
+
+def test_fp16_skips_a_step_whose_gradients_overflow(digits):
+    gan = GAN(GANConfig.tiny(dropout=0.0, batch_size=8, precision="fp16"))
+    scale = float(gan.d_optimizer.dynamic_scale.numpy())
+    before = [v.numpy().copy() for v in gan.discriminator.trainable_variables]
+    huge = tf.fill(tf.shape(digits), 6e4)  # float16's limit is 65504: D's activations overflow to inf
+    gan.train_step(huge, noise=tf.zeros([8, 8]))
+    assert float(gan.d_optimizer.dynamic_scale.numpy()) == scale / 2  # the scale halves...
+    for a, b in zip(before, gan.discriminator.trainable_variables):
+        np.testing.assert_array_equal(a, b.numpy())  # ...and the weights are left as they were
+
+
+# ---------------------------------------------------------------------------------------------- round trips
+def test_recipe_round_trips_through_config_cli_and_resume(tmp_path, mnist_train):
+    args = build_parser().parse_args(["gan", "train", "--augment", "translation,color", "--ema-decay", "0.99",
+                                      "--loss", "hinge", "--r1-gamma", "0.5", "--beta-2", "0.99",
+                                      "--d-learning-rate-ratio", "2"])
+    from aigc_tf.cli import GAN_FLAGS
+
+    recipe = {name: getattr(args, name) for name in GAN_FLAGS if getattr(args, name) is not None}
+    config = GANConfig.tiny(**recipe)
+    assert from_dict(json.loads(to_json(config))) == config
+
+    run = tmp_path / "run"
+    first = train_gan(config, run, steps=20, verbose=False)
+    resumed = train_gan(config, run, steps=40, verbose=False)
+    assert (first.step, resumed.step) == (20, 40)
+    averaged, stored, step = load_generator(run)
+    live, _, _ = load_generator(run, averaged=False)
+    assert stored == config and step == 40
+    assert not all(np.allclose(a, b) for a, b in zip(averaged.get_weights(), live.get_weights()))
+    gan = GAN(config)  # the averaged generator sits in the checkpoint beside the live one
+    gan.restore(run / "checkpoints")
+    for a, b in zip(gan.generator_ema.get_weights(), averaged.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+    with pytest.raises(AigcError, match="ema_decay"):
+        train_gan(config.replace(ema_decay=0.0), run, steps=60, verbose=False)
