@@ -225,7 +225,7 @@ def cmd_vae_export(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- text
 TEXT_FLAGS = ("preset", "corpus", "epochs", "steps_per_epoch", "batch_size", "sequence_length", "learning_rate",
-              "lora_rank", "num_layers", "hidden_dim", "seed")
+              "lora_rank", "num_layers", "hidden_dim", "seed", "precision")
 
 
 def cmd_text_train(args) -> int:
@@ -517,6 +517,10 @@ def add_text_commands(families) -> None:
                        help=f"transformer blocks of the small GPT-2 (default: {default_of('text', 'num_layers')})")
     train.add_argument("--hidden-dim", type=positive_int,
                        help=f"width of the small GPT-2 (default: {default_of('text', 'hidden_dim')})")
+    train.add_argument("--precision", choices=TRAINING_PRECISIONS,
+                       help=f"training compute (default: {default_of('text', 'precision')}); bf16: mixed_bfloat16; "
+                            "fp16: mixed_float16 with loss scaling, for GPUs (slow on a CPU); the saved model is "
+                            "float32 either way")
     train.set_defaults(handler=cmd_text_train)
 
     evaluate = cmds.add_parser("eval", help="perplexity on held-out text (JSON on stdout)")

@@ -95,9 +95,10 @@ class TextConfig:
     sample_prompt: str = "It is a beautiful day"
     seed: int = 0
     jit_compile: bool = True
+    precision: str = "fp32"  # training compute: "bf16" mixed_bfloat16, "fp16" mixed_float16 with loss scaling
 
     ARCHITECTURE = ("family", "preset", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
-                    "max_sequence_length", "lora_rank")
+                    "max_sequence_length", "lora_rank", "precision")  # precision: fp16 adds the loss scale
 
     @classmethod
     def tiny(cls, **overrides) -> "TextConfig":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aigc_tf import AigcError
 from aigc_tf.compat import safe_mode_scope
-from aigc_tf.hardware import PRECISIONS, WEIGHT_DTYPES
+from aigc_tf.hardware import MIXED_POLICIES, PRECISIONS, WEIGHT_DTYPES
 from aigc_tf.runs import RunFolder
 from aigc_tf.seeding import seeded
 from aigc_tf.text.tokenizer import VOCABULARY_SIZE, gpt2_tokenizer
@@ -25,19 +25,22 @@ def build_causal_lm(config):
     and any model's dropout, are seeded from `config.seed`."""
     import keras_hub
 
+    if config.precision not in MIXED_POLICIES:
+        raise AigcError(f"unknown `precision` {config.precision!r}; choose one of {', '.join(MIXED_POLICIES)}")
+    policy = MIXED_POLICIES[config.precision]  # fp16/bf16: 16-bit compute, float32 variables
     if config.preset:
         with seeded(config.seed):  # the dropout layers' seeds
-            return load_preset(config.preset, config.sequence_length)
+            return load_preset(config.preset, config.sequence_length, dtype=policy)
     with seeded(config.seed):
         backbone = keras_hub.models.GPT2Backbone(
             vocabulary_size=VOCABULARY_SIZE, num_layers=config.num_layers, num_heads=config.num_heads,
             hidden_dim=config.hidden_dim, intermediate_dim=config.intermediate_dim, dropout=config.dropout,
-            max_sequence_length=config.max_sequence_length)
+            max_sequence_length=config.max_sequence_length, dtype=policy)
     preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(gpt2_tokenizer(), sequence_length=config.sequence_length)
     return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
 
 
-def load_preset(preset: str, sequence_length: int | None = None):
+def load_preset(preset: str, sequence_length: int | None = None, dtype: str | None = None):
     """`GPT2CausalLM.from_preset` with one clear line when a hub preset cannot be reached.
 
     Offline, Kaggle handles (`gpt2_base_en`) fail at once with a connection error and `hf://` handles after ~23 s of
@@ -59,7 +62,7 @@ def load_preset(preset: str, sequence_length: int | None = None):
         kwargs = {"sequence_length": sequence_length} if sequence_length else {}
         with safe_mode_scope():
             preprocessor = keras_hub.models.GPT2CausalLMPreprocessor.from_preset(preset, **kwargs)
-            return keras_hub.models.GPT2CausalLM.from_preset(preset, preprocessor=preprocessor)
+            return keras_hub.models.GPT2CausalLM.from_preset(preset, preprocessor=preprocessor, dtype=dtype)
     except (OSError, ValueError) as err:
         if "lambda" in str(err).lower():
             raise AigcError(f"preset {preset} holds Python code (a serialized lambda), which Keras safe mode refuses "
@@ -101,4 +104,6 @@ def load_text_run(run_dir: Path, sequence_length: int | None = None):
     preset = run.path / PRESET_DIR
     if not (preset / "config.json").exists():
         raise AigcError(f"{run.path} has no trained model yet; train it first (`aigc-tf text train --out {run.path}`)")
-    return load_preset(str(preset), sequence_length or config.sequence_length), config
+    # float32 whatever the training precision: a run trained in fp16 or bf16 stores float32 variables, and
+    # decoding picks its own precision (`with_precision`, the KV-cache decoder).
+    return load_preset(str(preset), sequence_length or config.sequence_length, dtype="float32"), config

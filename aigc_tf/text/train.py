@@ -81,10 +81,15 @@ def make_optimizer(config, total_steps: int) -> keras.optimizers.Optimizer:
 
 
 def compile_for_training(model, config, total_steps: int) -> None:
+    """`fit`'s loss, metric and optimiser; under fp16 the optimiser is wrapped in a LossScaleOptimizer, so `fit`
+    scales the loss and unscales the gradients (float16 gradients underflow without it)."""
     import keras_hub
 
+    optimizer = make_optimizer(config, total_steps)
+    if config.precision == "fp16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
-        optimizer=make_optimizer(config, total_steps),
+        optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         weighted_metrics=[keras_hub.metrics.Perplexity(from_logits=True, name="perplexity")],
         jit_compile=config.jit_compile)
@@ -137,7 +142,8 @@ def _fit(config, run: RunFolder, dist, chief: bool, steps: int | None, verbose: 
         if config.lora_rank:
             with seeded(config.seed):  # the adapters' initial A matrices
                 causal_lm.backbone.enable_lora(rank=config.lora_rank)
-        trainer = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone, preprocessor=None)
+        trainer = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone, preprocessor=None,
+                                                dtype=causal_lm.backbone.dtype_policy)
         # XLA stays the single-device path (see aigc_tf.distribute); the stored config keeps the user's choice.
         compile_for_training(trainer, config.replace(jit_compile=config.jit_compile and not distributed),
                              epochs * steps_per_epoch)
