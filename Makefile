@@ -56,6 +56,10 @@ results: data
 		> results/samples_greedy.json
 	$(BIN)/aigc-tf text generate --run $(TEXT) --prompt "It is a beautiful day" --prompt "hello" --json \
 		--sampler top_p --top-p 0.9 --temperature 0.8 > results/samples_top_p.json
+	$(BIN)/aigc-tf text generate --run $(TEXT) --prompt "It is a beautiful day" --prompt "hello" --json \
+		--no-repeat-ngram 3 > results/samples_no_repeat.json
+	$(BIN)/aigc-tf text generate --run $(TEXT) --prompt "It is a beautiful day" --prompt "hello" --json \
+		--repetition-penalty 1.2 > results/samples_penalty.json
 	$(BIN)/aigc-tf text train --out runs/moby_full $(FINETUNE)
 	$(BIN)/aigc-tf text train --out runs/moby_lora $(FINETUNE) --lora-rank 8
 	$(BIN)/aigc-tf text train --out runs/moby_lora_lr1e-2 $(FINETUNE) --lora-rank 8 --learning-rate 1e-2

@@ -58,6 +58,32 @@ def moby_validation_before_fine_tuning(base: Path, fine_tuned: Path) -> dict:
     return {"run": str(base), **window_perplexity(causal_lm, validation)}
 
 
+def repeated_trigram_share(texts: list[str]) -> float:
+    """The share of word trigrams that already occurred earlier in the same text: 0 never repeats, near 1 loops."""
+    repeated = total = 0
+    for text in texts:
+        words = text.split()
+        seen = set()
+        for trigram in zip(words, words[1:], words[2:]):
+            repeated += trigram in seen
+            total += 1
+            seen.add(trigram)
+    return repeated / max(total, 1)
+
+
+def decoding_rows() -> list[dict]:
+    """Greedy decoding with and without the repetition controls, and top-p, on the README's two prompts."""
+    rows = []
+    for name, file in [("greedy", "samples_greedy.json"), ("greedy, no-repeat-ngram 3", "samples_no_repeat.json"),
+                       ("greedy, repetition penalty 1.2", "samples_penalty.json"),
+                       ("top-p 0.9, temperature 0.8", "samples_top_p.json")]:
+        samples = read_json(OUT / file)
+        texts = [text for sample in samples for text in sample["texts"]]
+        rows.append({"decoding": name, "file": f"results/{file}",
+                     "repeated_trigram_share": repeated_trigram_share(texts), "texts": texts})
+    return rows
+
+
 def collect() -> dict:
     results = {
         "gan": image_row(RUNS / "gan"),
@@ -72,7 +98,9 @@ def collect() -> dict:
             "moby_dick": read_json(RUNS / "gpt2" / "eval_moby_dick.json"),
             "greedy": read_json(OUT / "samples_greedy.json"),
             "top_p": read_json(OUT / "samples_top_p.json"),
+            "decoding": decoding_rows(),
         },
+        "demo_seconds": read_json(RUNS / "demo_times.json"),
         "fine_tuning": {
             "before": moby_validation_before_fine_tuning(RUNS / "gpt2", RUNS / "moby_full"),
             "runs": [fine_tune_row(RUNS / name) for name in ("moby_full", "moby_lora", "moby_lora_lr1e-2")],
@@ -98,6 +126,12 @@ def tables(r: dict) -> str:
               for e in text["epochs"]]
     moby = text["moby_dick"]
     lines += ["", f"Held-out perplexity on Moby-Dick ({moby['tokens']:,} tokens): {moby['perplexity']:,.0f}", ""]
+    lines += ["| decoding | repeated word trigrams | samples |", "|---|---:|---|"]
+    lines += [f"| {row['decoding']} | {row['repeated_trigram_share']:.0%} | `{row['file']}` |"
+              for row in text["decoding"]]
+    lines += ["", "| `make demo` stage | seconds |", "|---|---:|"]
+    lines += [f"| {stage} | {seconds:.0f} |" for stage, seconds in r["demo_seconds"].items()]
+    lines += [""]
     before = r["fine_tuning"]["before"]
     lines += ["| method | trainable parameters | validation loss (perplexity) |",
               "|---|---:|---|",

@@ -68,9 +68,17 @@ def build_discriminator(config) -> keras.Model:
 def _discriminator_stack(config, layers: list) -> keras.Sequential:
     for units in config.discriminator_units:
         layers += [
-            keras.layers.Dense(units),
+            _maybe_spectral(config, keras.layers.Dense(units)),
             keras.layers.LeakyReLU(config.leaky_slope),
-            keras.layers.Dropout(config.dropout),
         ]
-    layers.append(keras.layers.Dense(1, name="logit"))
+        if config.dropout:
+            layers.append(keras.layers.Dropout(config.dropout))
+    layers.append(_maybe_spectral(config, keras.layers.Dense(1, name="logit")))
     return keras.Sequential(layers, name="discriminator")
+
+
+def _maybe_spectral(config, dense: keras.layers.Dense) -> keras.layers.Layer:
+    """With `config.spectral_norm`, the Dense layer's kernel divided by its largest singular value (estimated by
+    one power iteration per step; Miyato et al. 2018): each layer, and so D, is 1-Lipschitz, which bounds how sharply
+    D's verdict can change between nearby images and keeps its gradients to G informative."""
+    return keras.layers.SpectralNormalization(dense) if config.spectral_norm else dense
