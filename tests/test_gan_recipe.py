@@ -94,13 +94,35 @@ def test_ema_weights_follow_the_formula(digits):
             np.testing.assert_allclose(average.numpy(), decay * prev + (1 - decay) * weight.numpy(), rtol=1e-5,
                                        atol=1e-7)
             assert not np.allclose(average.numpy(), weight.numpy())  # an average, not the live weights
-        for average, weight in zip(gan.generator_ema.non_trainable_variables, gan.generator.non_trainable_variables):
-            np.testing.assert_array_equal(average.numpy(), weight.numpy())  # BatchNorm statistics are copied
+
+
+def test_calibration_gives_the_averaged_generator_its_own_batch_norm_statistics():
+    """After `calibrate_ema` each BatchNormalization layer of G_ema holds the mean and variance of its input over
+    the calibration noise, computed here by hand layer by layer."""
+    gan = GAN(GANConfig.tiny(ema_decay=0.9, generator_units=(16, 32)))
+    for average in gan.generator_ema.trainable_variables:  # averaged weights that differ from G's
+        average.assign(average * 1.5 + 0.01)
+    gan.calibrate_ema(num=512)
+    noise = np.random.default_rng(gan.config.seed + 1).standard_normal((512, gan.config.latent_dim)).astype("f")
+    x = tf.constant(noise)
+    checked = 0
+    for layer in gan.generator_ema.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            np.testing.assert_allclose(layer.moving_mean.numpy(), tf.reduce_mean(x, 0), rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(layer.moving_variance.numpy(), tf.math.reduce_variance(x, 0), rtol=1e-3,
+                                       atol=1e-5)
+            assert layer.momentum == 0.8  # restored
+            checked += 1
+        x = layer(x, training=True)
+    assert checked == 2
+    live = [layer for layer in gan.generator.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert all(np.allclose(layer.moving_mean.numpy(), 0.0) for layer in live)  # the live G's are left alone
 
 
 def test_no_ema_means_no_second_generator():
     gan = GAN(GANConfig.tiny())
     assert gan.generator_ema is None and gan.sampling_generator is gan.generator
+    gan.calibrate_ema()  # nothing to calibrate, no error
 
 
 # ---------------------------------------------------------------------------------------------- losses

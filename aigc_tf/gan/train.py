@@ -41,6 +41,7 @@ from aigc_tf.seeding import seeded
 from aigc_tf.training import StopRequest, progress_verbosity
 
 FIXED_NOISE_FILE = "fixed_noise.npy"
+CALIBRATION_SAMPLES = 4096  # noise vectors behind the averaged generator's BatchNormalization statistics
 
 
 class GAN:
@@ -139,7 +140,7 @@ class GAN:
         return augment.diff_augment(images, self.augment, augment_seeds[which]) if self.augment else images
 
     def update_ema(self):
-        """G_ema <- d * G_ema + (1 - d) * G for the weights; BatchNormalization's moving statistics are copied.
+        """G_ema <- d * G_ema + (1 - d) * G for the weights (BatchNormalization's statistics: `calibrate_ema`).
 
         The decay ramps up as min(decay, (1 + t) / (10 + t)) over the first steps (as `tf.train.
         ExponentialMovingAverage` does with `num_updates`), so a short run's average is not dominated by the
@@ -152,9 +153,31 @@ class GAN:
         decay = tf.minimum(tf.constant(self.config.ema_decay, tf.float32), (1.0 + t) / (10.0 + t))
         for average, weight in zip(self.generator_ema.trainable_variables, self.generator.trainable_variables):
             average.assign(decay * average + (1.0 - decay) * weight)
-        for average, weight in zip(self.generator_ema.non_trainable_variables,
-                                   self.generator.non_trainable_variables):
-            average.assign(weight)
+
+    def calibrate_ema(self, num: int = CALIBRATION_SAMPLES):
+        """Set the averaged generator's BatchNormalization statistics to those of its own activations.
+
+        The live G's moving statistics describe the live weights; the averaged weights produce other activations,
+        and normalising them with the live statistics undoes part of what averaging gained (the "standing
+        statistics" of Brock et al. 2019, BigGAN). One training-mode pass over `num` fixed noise vectors with the
+        layers' momentum at 0 stores exactly that batch's statistics. Run before every checkpoint, so whatever
+        samples, evaluates or exports the run reads calibrated statistics.
+        """
+        if self.generator_ema is None:
+            return
+        norms = [layer for layer in _layers(self.generator_ema)
+                 if isinstance(layer, keras.layers.BatchNormalization)]
+        momenta = [layer.momentum for layer in norms]
+        noise = np.random.default_rng(self.config.seed + 1).standard_normal(
+            (num, self.config.latent_dim)).astype(np.float32)
+        inputs = [noise, np.arange(num, dtype=np.int32) % self.config.num_classes] if self.config.conditional else noise
+        try:
+            for layer in norms:
+                layer.momentum = 0.0
+            self.generator_ema(inputs, training=True)
+        finally:
+            for layer, momentum in zip(norms, momenta):
+                layer.momentum = momentum
 
     def _train_step_and_ema(self, real_images, labels=None, noise=None, augment_seeds=None):
         outputs = self.train_step(real_images, labels, noise, augment_seeds)
@@ -231,16 +254,22 @@ def _squared_norm(gradients):
     return tf.reduce_sum(tf.square(gradients), axis=tf.range(1, tf.rank(gradients)))
 
 
+def _layers(model: keras.Model):
+    """Every layer of a model, the Sequential stacks inside the functional (conditional) models included."""
+    pending = [model]
+    while pending:
+        layer = pending.pop()
+        pending.extend(getattr(layer, "layers", []))
+        yield layer
+
+
 def _synchronize_batch_norm(model: keras.Model) -> None:
     """Make G's BatchNormalization use the statistics of the global batch, all-reduced over the replicas.
 
     Without it each replica normalises by its own share of the batch, and N replicas no longer compute the update
     one device computes on the same global batch (the losses differ by ~0.2% on 2 replicas of 8 digits).
     """
-    pending = [model]
-    while pending:
-        layer = pending.pop()
-        pending.extend(getattr(layer, "layers", []))  # Sequential stacks inside the functional models
+    for layer in _layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = True
 
@@ -376,6 +405,7 @@ def _train_loop(config, run: RunFolder, dist, chief: bool, train_data, steps_per
                 else:
                     manager.save(checkpoint_number=step)
     except KeyboardInterrupt:
+        gan.calibrate_ema()
         saved = manager.save(checkpoint_number=int(gan.step.numpy()))
         raise TrainingInterrupted(f"interrupted at step {int(gan.step.numpy())}; checkpoint saved to {saved}; "
                                   "run the same command again to resume") from None
@@ -393,6 +423,7 @@ def _train_loop(config, run: RunFolder, dist, chief: bool, train_data, steps_per
 
 def _end_of_epoch(run, gan, manager, writer, noise, epoch, step, means, steps_per_s, config) -> None:
     """Checkpoint first, then logs: a kill in between loses a log row, never a checkpoint the logs refer to."""
+    gan.calibrate_ema()
     manager.save(checkpoint_number=step)
     run.append_history({"epoch": epoch + 1, "step": step, **{k: f"{v:.6f}" for k, v in means.items()},
                         "steps_per_s": f"{steps_per_s:.2f}"})
