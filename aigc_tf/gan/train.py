@@ -422,11 +422,12 @@ def _train_loop(config, run: RunFolder, dist, chief: bool, train_data, steps_per
 
 
 def _end_of_epoch(run, gan, manager, writer, noise, epoch, step, means, steps_per_s, config) -> None:
-    """Checkpoint first, then logs: a kill in between loses a log row, never a checkpoint the logs refer to."""
-    gan.calibrate_ema()
-    manager.save(checkpoint_number=step)
+    """The history row first, then the checkpoint: a kill in between leaves a row past the last checkpoint, which
+    the resumed run drops (`RunFolder.truncate_history`) and writes again, so no row is lost or doubled."""
     run.append_history({"epoch": epoch + 1, "step": step, **{k: f"{v:.6f}" for k, v in means.items()},
                         "steps_per_s": f"{steps_per_s:.2f}"})
+    gan.calibrate_ema()
+    manager.save(checkpoint_number=step)
     samples = generate(gan.sampling_generator, noise, grid_labels(config))
     plots.save_grid(samples, run.samples / f"epoch_{epoch + 1:04d}.png", columns=config.grid_size)
     with writer.as_default(step=step):
