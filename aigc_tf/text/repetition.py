@@ -74,13 +74,18 @@ def with_repetition_control(sampler, repetition_penalty: float = 1.0, no_repeat_
 
     `repetition_penalty` 1.0 is off (CTRL used 1.2); `no_repeat_ngram_size` 0 is off (3 is a common choice).
     """
+    if not controls_on(repetition_penalty, no_repeat_ngram_size):
+        return sampler
+    return RepetitionControlled(sampler, repetition_penalty, no_repeat_ngram_size)
+
+
+def controls_on(repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> bool:
+    """Whether either control edits the logits; a one-line error for a value out of range."""
     if not repetition_penalty >= 1.0:
         raise AigcError(f"`repetition_penalty` must be >= 1 (1 is off), got {repetition_penalty}")
     if no_repeat_ngram_size < 0:
         raise AigcError(f"`no_repeat_ngram_size` must be >= 0 (0 is off), got {no_repeat_ngram_size}")
-    if repetition_penalty == 1.0 and not no_repeat_ngram_size:
-        return sampler
-    return RepetitionControlled(sampler, repetition_penalty, no_repeat_ngram_size)
+    return repetition_penalty != 1.0 or no_repeat_ngram_size > 0
 
 
 class RepetitionControlled(keras_hub.samplers.Sampler):

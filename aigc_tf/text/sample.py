@@ -103,11 +103,11 @@ def generate(causal_lm, prompts: list[str], sampler: str = "greedy", *, max_leng
     if sampler == "beam" and num_return_sequences > num_beams:
         raise AigcError(f"beam search returns at most `num_beams` ({num_beams}) sequences")
     check_lengths(causal_lm, prompts, max_length)
-    from aigc_tf.text.repetition import with_repetition_control
+    from aigc_tf.text.repetition import controls_on, with_repetition_control
 
     controls = dict(repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size)
-    with_repetition_control(make_sampler("greedy"), **controls)  # checks the controls' values before any work
-    if sampler == "greedy" and repetition_penalty == 1.0 and not no_repeat_ngram_size:
+    controlled = controls_on(**controls)  # checks the controls' values before any work
+    if sampler == "greedy" and not controlled:
         return [[text] for text in greedy_generate(causal_lm, prompts, max_length, precision, jit_compile is not False)]
     if precision != "fp32":
         from aigc_tf.text.models import with_precision
