@@ -98,14 +98,17 @@ class TextConfig:
     steps_per_epoch: int | None = 200  # steps between validations; None: one pass over the corpus (~2,000)
     validation_fraction: float = 0.02
     validation_batches: int | None = 20  # per epoch; None evaluates the whole validation split
-    lora_rank: int | None = None
+    peft: str = "full"  # what fine-tuning trains: full, lora, prefix or adapter (aigc_tf.text.peft)
+    lora_rank: int | None = None  # LoRA's rank (--peft lora: 8 unless given; given alone it means --peft lora)
+    prefix_length: int = 16  # --peft prefix: learned key/value vectors per layer
+    adapter_size: int = 16  # --peft adapter: the bottleneck's width
     sample_prompt: str = "It is a beautiful day"
     seed: int = 0
     jit_compile: bool = True
     precision: str = "fp32"  # training compute: "bf16" mixed_bfloat16, "fp16" mixed_float16 with loss scaling
 
     ARCHITECTURE = ("family", "preset", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
-                    "max_sequence_length", "lora_rank", "precision")  # precision: fp16 adds the loss scale
+                    "max_sequence_length", "peft", "lora_rank", "prefix_length", "adapter_size", "precision")  # precision: fp16 adds the loss scale
 
     @classmethod
     def tiny(cls, **overrides) -> "TextConfig":

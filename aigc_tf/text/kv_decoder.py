@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from aigc_tf.compat import xla_ops
 from aigc_tf.hardware import PRECISIONS
+from aigc_tf.text.peft import decoder_weights
 
 xla = xla_ops()  # dynamic_slice / dynamic_update_slice: the in-place cache update under XLA
 
@@ -124,6 +125,7 @@ class KVCacheDecoder(tf.Module):
             tf.Variable(embeddings, trainable=False, name="token_embedding")
         self.position_embedding = vector(weights["position_embedding/embeddings"], "position_embedding")
         self.layers = []
+        peft_layers = decoder_weights(backbone)  # a prefix- or adapter-tuned model's extra weights (text/peft.py)
         for i in range(self.num_layers):
             w = {k.split("/", 1)[1]: v for k, v in weights.items() if k.startswith(f"transformer_layer_{i}/")}
             attention = "self_attention/"
@@ -142,6 +144,7 @@ class KVCacheDecoder(tf.Module):
                                                     w["feedforward_intermediate_dense/bias"], f"l{i}_ff1")
             layer["ff2"], layer["ff2_bias"] = dense(w["feedforward_output_dense/kernel"],
                                                     w["feedforward_output_dense/bias"], f"l{i}_ff2")
+            layer.update(self._peft_variables(peft_layers[i], i) if peft_layers else {})
             self.layers.append(layer)
         self.final_gamma = vector(weights["layer_norm/gamma"], "final_gamma")
         self.final_beta = vector(weights["layer_norm/beta"], "final_beta")
@@ -156,6 +159,23 @@ class KVCacheDecoder(tf.Module):
         self._advance_logits = tf.function(self._next_logits, jit_compile=True) if jit_compile else self._next_logits
         self.sample = tf.function(self._sample_loop)
         self._logits = tf.function(self._all_logits, jit_compile=jit_compile)
+
+    @staticmethod
+    def _peft_variables(extra: dict, i: int) -> dict:
+        """Layer i's prefix (H, P, D) keys and values, or its two adapters' [down, down bias, up, up bias], in float32:
+        a few kilobytes, read once per token whatever the decoding precision."""
+        if "prefix_keys" in extra:
+            return {name: tf.Variable(extra[name], trainable=False, name=f"l{i}_{name}")
+                    for name in ("prefix_keys", "prefix_values")}
+        return {"adapters": [[tf.Variable(w, trainable=False, name=f"l{i}_adapter{j}_{k}") for k, w in enumerate(four)]
+                             for j, four in enumerate(extra["adapters"])]}
+
+    @staticmethod
+    def _adapt(h, adapter):
+        """A bottleneck adapter on (N, C) float32: h + W_up gelu(W_down h + b_down) + b_up."""
+        down, down_bias, up, up_bias = adapter
+        return h + tf.nn.bias_add(tf.matmul(tf.nn.gelu(tf.nn.bias_add(tf.matmul(h, down), down_bias), approximate=True),
+                                            up), up_bias)
 
     @property
     def weight_bytes(self) -> int:
@@ -200,13 +220,25 @@ class KVCacheDecoder(tf.Module):
             q, k, v = (tf.transpose(qkv[:, :, j], [0, 2, 1, 3]) for j in range(3))  # (B, H, T, D) each
             keys, values = self._write_cache(keys, k, start), self._write_cache(values, v, start)
             new_caches += [keys, values]
-            scores = tf.matmul(q, keys, transpose_b=True) / math.sqrt(d) + bias  # (B, H, T, S)
+            layer_bias = bias
+            if "prefix_keys" in layer:  # prefix tuning: P learned keys and values in front, visible to every query
+                prefix_shape = tf.concat([[batch], tf.shape(layer["prefix_keys"])], 0)  # (B, H, P, D)
+                keys = tf.concat([tf.broadcast_to(layer["prefix_keys"], prefix_shape), keys], 2)
+                values = tf.concat([tf.broadcast_to(layer["prefix_values"], prefix_shape), values], 2)
+                layer_bias = tf.pad(bias, [[0, 0], [tf.shape(layer["prefix_keys"])[1], 0]])  # (T, P + S)
+            scores = tf.matmul(q, keys, transpose_b=True) / math.sqrt(d) + layer_bias  # (B, H, T, S)
             attended = tf.matmul(tf.nn.softmax(scores), values)  # (B, H, T, D)
             attended = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [-1, c])  # (B*T, C)
-            x += tf.reshape(self._dense(attended, layer["out"], layer["out_bias"]), [batch, length, c])
+            out = self._dense(attended, layer["out"], layer["out_bias"])
+            if "adapters" in layer:  # bottleneck adapters after the attention and the feed-forward projections
+                out = self._adapt(out, layer["adapters"][0])
+            x += tf.reshape(out, [batch, length, c])
             h = tf.reshape(_layer_norm(x, layer["ln2_gamma"], layer["ln2_beta"]), [-1, c])
             h = tf.nn.gelu(self._dense(h, layer["ff1"], layer["ff1_bias"]), approximate=True)
-            x += tf.reshape(self._dense(h, layer["ff2"], layer["ff2_bias"]), [batch, length, c])
+            out = self._dense(h, layer["ff2"], layer["ff2_bias"])
+            if "adapters" in layer:
+                out = self._adapt(out, layer["adapters"][1])
+            x += tf.reshape(out, [batch, length, c])
         return _layer_norm(x, self.final_gamma, self.final_beta), new_caches
 
     def _write_cache(self, cache, update, start):

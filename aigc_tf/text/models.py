@@ -15,6 +15,7 @@ from aigc_tf.compat import safe_mode_scope
 from aigc_tf.hardware import MIXED_POLICIES, PRECISIONS, WEIGHT_DTYPES
 from aigc_tf.runs import RunFolder
 from aigc_tf.seeding import seeded
+from aigc_tf.text import peft
 from aigc_tf.text.tokenizer import VOCABULARY_SIZE, gpt2_tokenizer
 
 PRESET_DIR = "preset"  # where a text run saves its model, as a keras-hub preset
@@ -94,7 +95,9 @@ def with_precision(causal_lm, precision: str):
         return causal_lm
     backbone = keras_hub.models.GPT2Backbone.from_config({**causal_lm.backbone.get_config(), "dtype": dtype})
     backbone.set_weights(causal_lm.backbone.get_weights())
-    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=causal_lm.preprocessor)
+    copy = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=causal_lm.preprocessor)
+    peft.copy(causal_lm.backbone, copy)  # a prefix- or adapter-tuned model keeps its extra (float32) parameters
+    return copy
 
 
 def load_text_run(run_dir: Path, sequence_length: int | None = None):
@@ -106,4 +109,8 @@ def load_text_run(run_dir: Path, sequence_length: int | None = None):
         raise AigcError(f"{run.path} has no trained model yet; train it first (`aigc-tf text train --out {run.path}`)")
     # float32 whatever the training precision: a run trained in fp16 or bf16 stores float32 variables, and
     # decoding picks its own precision (`with_precision`, the KV-cache decoder).
-    return load_preset(str(preset), sequence_length or config.sequence_length, dtype="float32"), config
+    causal_lm = load_preset(str(preset), sequence_length or config.sequence_length, dtype="float32")
+    method = peft.method_of(config)
+    if method in ("prefix", "adapter"):  # the preset holds the frozen base model; the tuned parameters sit beside it
+        peft.load(causal_lm, method, peft.size_of(config), run.path)
+    return causal_lm, config

@@ -25,6 +25,7 @@ from aigc_tf import AigcError, distribute, plots
 from aigc_tf.runs import RunFolder
 from aigc_tf.seeding import seeded
 from aigc_tf.text import data as text_data
+from aigc_tf.text import peft
 from aigc_tf.text.models import PRESET_DIR, build_causal_lm, trainable_parameters
 from aigc_tf.training import fit_run
 
@@ -138,12 +139,17 @@ def _fit(config, run: RunFolder, dist, chief: bool, steps: int | None, verbose: 
         steps_per_epoch = min(steps_per_epoch, steps)
     epochs = math.ceil(steps / steps_per_epoch) if steps else config.epochs
     total_parameters = int(sum(np.prod(v.shape) for v in causal_lm.backbone.weights))  # before the adapters
+    method, tuned = peft.method_of(config), None
     with dist.scope():
-        if config.lora_rank:
-            with seeded(config.seed):  # the adapters' initial A matrices
-                causal_lm.backbone.enable_lora(rank=config.lora_rank)
+        with seeded(config.seed):  # LoRA's initial A matrices, the adapters' down projections
+            if method == "lora":
+                peft.enable_lora(causal_lm.backbone, config.lora_rank or peft.DEFAULT_LORA_RANK)
+            elif method != "full":
+                tuned = peft.attach(causal_lm, method, peft.size_of(config))
         trainer = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone, preprocessor=None,
                                                 dtype=causal_lm.backbone.dtype_policy)
+        if tuned is not None:
+            trainer.peft = tuned  # tracked by the trainer: trained, counted and backed up with it
         # XLA stays the single-device path (see aigc_tf.distribute); the stored config keeps the user's choice.
         compile_for_training(trainer, config.replace(jit_compile=config.jit_compile and not distributed),
                              epochs * steps_per_epoch)
@@ -165,19 +171,24 @@ def _fit(config, run: RunFolder, dist, chief: bool, steps: int | None, verbose: 
                       backup_write_dir=distribute.write_dir(dist, run.backup))
     preset = run.path / PRESET_DIR
     tokens_seen = epochs * steps_per_epoch * config.batch_size * config.sequence_length
+    trained = trainable_parameters(trainer)
     if not chief:
-        return TextTrainResult(run.path, preset, [], trainable_parameters(causal_lm.backbone), total_parameters,
-                               seconds, tokens_seen, {})
-    causal_lm.save_to_preset(str(preset))  # LoRA, if enabled, is merged into the saved weights
+        return TextTrainResult(run.path, preset, [], trained, total_parameters, seconds, tokens_seen, {})
+    outputs = {"run": run.path, "preset": preset}
+    if method == "lora":  # the adapter alone, for keras-hub's load_lora_weights on the base model
+        outputs["lora_weights"] = run.path / peft.LORA_FILE
+        causal_lm.backbone.save_lora_weights(str(outputs["lora_weights"]))
+    causal_lm.save_to_preset(str(preset))  # LoRA is merged into the saved kernels; a prefix or adapters are not in it
+    if tuned is not None:
+        outputs["peft_weights"] = peft.save(tuned, run.path)
     history = run.read_history()
-    summary = {"trainable_parameters": trainable_parameters(causal_lm.backbone), "total_parameters": total_parameters,
+    summary = {"method": method, "trainable_parameters": trained, "total_parameters": total_parameters,
                "tokens": tokens_seen, "seconds": seconds, "tokens_per_s": tokens_seen / max(seconds, 1e-9)}
     (run.path / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
-    outputs = {"run": run.path, "preset": preset, "summary": run.path / SUMMARY_FILE, "history": run.history_csv,
-               "samples": run.path / "samples.txt", "tensorboard": run.tensorboard}
+    outputs.update({"summary": run.path / SUMMARY_FILE, "history": run.history_csv,
+                    "samples": run.path / "samples.txt", "tensorboard": run.tensorboard})
     if history:
         outputs["loss_curve"] = plots.save_loss_curve(
             run.history_csv, run.path / "loss_curve.png", ["loss", "val_loss"],
             f"GPT-2 on {config.corpus}: training and validation loss", x="epoch")
-    return TextTrainResult(run.path, preset, history, trainable_parameters(causal_lm.backbone), total_parameters,
-                           seconds, tokens_seen, outputs)
+    return TextTrainResult(run.path, preset, history, trained, total_parameters, seconds, tokens_seen, outputs)
