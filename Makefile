@@ -63,6 +63,10 @@ results: data
 	$(BIN)/aigc-tf text train --out runs/moby_full $(FINETUNE)
 	$(BIN)/aigc-tf text train --out runs/moby_lora $(FINETUNE) --lora-rank 8
 	$(BIN)/aigc-tf text train --out runs/moby_lora_lr1e-2 $(FINETUNE) --lora-rank 8 --learning-rate 1e-2
+	$(BIN)/aigc-tf text train --out runs/moby_prefix $(FINETUNE) --peft prefix
+	$(BIN)/aigc-tf text train --out runs/moby_prefix_lr1e-2 $(FINETUNE) --peft prefix --learning-rate 1e-2
+	$(BIN)/aigc-tf text train --out runs/moby_adapter $(FINETUNE) --peft adapter
+	$(BIN)/aigc-tf text train --out runs/moby_adapter_lr1e-2 $(FINETUNE) --peft adapter --learning-rate 1e-2
 	$(BIN)/python results/collect.py
 
 notebooks: data

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+DEFAULT_LORA_RANK = 8  # `peft="lora"` without a `lora_rank`
+
 
 @dataclasses.dataclass(frozen=True)
 class GANConfig:
@@ -99,7 +101,7 @@ class TextConfig:
     validation_fraction: float = 0.02
     validation_batches: int | None = 20  # per epoch; None evaluates the whole validation split
     peft: str = "full"  # what fine-tuning trains: full, lora, prefix or adapter (aigc_tf.text.peft)
-    lora_rank: int | None = None  # LoRA's rank (--peft lora: 8 unless given; given alone it means --peft lora)
+    lora_rank: int | None = None  # LoRA's rank (--peft lora: DEFAULT_LORA_RANK unless given; alone: --peft lora)
     prefix_length: int = 16  # --peft prefix: learned key/value vectors per layer
     adapter_size: int = 16  # --peft adapter: the bottleneck's width
     sample_prompt: str = "It is a beautiful day"

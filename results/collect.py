@@ -37,10 +37,18 @@ def image_row(run: Path) -> dict:
     return {"run": str(run), **{k: report[k] for k in keep if k in report}}
 
 
+FINE_TUNING_RUNS = ("moby_full", "moby_lora", "moby_lora_lr1e-2", "moby_prefix", "moby_prefix_lr1e-2", "moby_adapter",
+                    "moby_adapter_lr1e-2")  # `make results`: 100 steps each from runs/gpt2/preset
+METHOD_NAMES = {"full": "full fine-tuning", "lora": "LoRA rank {size}", "prefix": "prefix tuning, {size} vectors",
+                "adapter": "adapters, bottleneck {size}"}
+
+
 def fine_tune_row(run: Path) -> dict:
     summary, rows = read_json(run / "train_summary.json"), history(run)
     config = read_json(run / "config.json")
-    return {"run": str(run), "lora_rank": config["lora_rank"], "learning_rate": config["learning_rate"],
+    method = summary.get("method") or ("full" if config["lora_rank"] is None else "lora")
+    size = {"lora": config["lora_rank"], "prefix": config.get("prefix_length"), "adapter": config.get("adapter_size")}
+    return {"run": str(run), "method": method, "size": size.get(method), "learning_rate": config["learning_rate"],
             "steps": len(rows) * config["steps_per_epoch"], **summary,
             "val_loss": float(rows[-1]["val_loss"]), "val_perplexity": float(rows[-1]["val_perplexity"])}
 
@@ -103,7 +111,7 @@ def collect() -> dict:
         "demo_seconds": read_json(RUNS / "demo_times.json"),
         "fine_tuning": {
             "before": moby_validation_before_fine_tuning(RUNS / "gpt2", RUNS / "moby_full"),
-            "runs": [fine_tune_row(RUNS / name) for name in ("moby_full", "moby_lora", "moby_lora_lr1e-2")],
+            "runs": [fine_tune_row(RUNS / name) for name in FINE_TUNING_RUNS],
         },
     }
     return results
@@ -133,14 +141,14 @@ def tables(r: dict) -> str:
     lines += [f"| {stage} | {seconds:.0f} |" for stage, seconds in r["demo_seconds"].items()]
     lines += [""]
     before = r["fine_tuning"]["before"]
-    lines += ["| method | trainable parameters | validation loss (perplexity) |",
-              "|---|---:|---|",
-              f"| no fine-tuning (`runs/gpt2`) | - | {before['loss']:.2f} ({before['perplexity']:,.0f}) |"]
+    lines += ["| method | trainable parameters | tokens/s | validation loss (perplexity) |",
+              "|---|---:|---:|---|",
+              f"| no fine-tuning (`runs/gpt2`) | - | - | {before['loss']:.2f} ({before['perplexity']:,.0f}) |"]
     for run in r["fine_tuning"]["runs"]:
-        name = "full fine-tuning" if run["lora_rank"] is None else f"LoRA rank {run['lora_rank']}"
+        name = METHOD_NAMES[run["method"]].format(size=run["size"])
         share = run["trainable_parameters"] / run["total_parameters"]
         lines.append(f"| {name}, lr {run['learning_rate']:g} (`{run['run']}`) | {run['trainable_parameters']:,} "
-                     f"({share:.2%}) | {run['val_loss']:.2f} "
+                     f"({share:.2%}) | {run['tokens_per_s']:,.0f} | {run['val_loss']:.2f} "
                      f"({run['val_perplexity']:,.0f}) |")
     return "\n".join(lines) + "\n"
 

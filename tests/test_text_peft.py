@@ -135,3 +135,14 @@ def test_a_tuned_run_exports_for_a_stock_server_with_its_parameters(tuned_runs, 
     causal_lm, _ = load_text_run(run_dir)
     (length,) = prompt_lengths(causal_lm, ["It is a beautiful day"])
     assert reply["text"] == [greedy_generate(causal_lm, ["It is a beautiful day"], length + 6)[0]]
+
+
+def test_the_cli_flags_reach_the_runs_config(tmp_path):
+    from aigc_tf.cli import TEXT_FLAGS, _config, build_parser
+
+    args = build_parser().parse_args(["text", "train", "--out", str(tmp_path / "r"), "--preset", "p",
+                                      "--peft", "adapter", "--adapter-size", "5"])
+    config = _config(args, "text", TEXT_FLAGS)
+    assert (config.peft, config.adapter_size, peft.size_of(config)) == ("adapter", 5, 5)
+    args = build_parser().parse_args(["text", "train", "--out", str(tmp_path / "r"), "--lora-rank", "4"])
+    assert peft.method_of(_config(args, "text", TEXT_FLAGS)) == "lora"

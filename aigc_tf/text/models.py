@@ -96,7 +96,7 @@ def with_precision(causal_lm, precision: str):
     backbone = keras_hub.models.GPT2Backbone.from_config({**causal_lm.backbone.get_config(), "dtype": dtype})
     backbone.set_weights(causal_lm.backbone.get_weights())
     copy = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=causal_lm.preprocessor)
-    peft.copy(causal_lm.backbone, copy)  # a prefix- or adapter-tuned model keeps its extra (float32) parameters
+    peft.copy(causal_lm.backbone, copy)  # a prefix- or adapter-tuned model keeps its parameters
     return copy
 
 

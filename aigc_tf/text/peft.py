@@ -35,7 +35,6 @@ from aigc_tf import AigcError
 METHODS = ("full", "lora", "prefix", "adapter")
 WEIGHTS_FILE = "peft_weights.npz"  # a prefix or adapter run's trained parameters, beside its preset
 LORA_FILE = "adapter.lora.h5"  # a LoRA run's adapter alone (keras-hub's save_lora_weights)
-DEFAULT_LORA_RANK = 8
 INIT_TEXT = ("It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
              "foolishness, it was the epoch of belief, it was the epoch of incredulity")
 

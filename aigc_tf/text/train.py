@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from aigc_tf import AigcError, distribute, plots
+from aigc_tf.config import DEFAULT_LORA_RANK
 from aigc_tf.runs import RunFolder
 from aigc_tf.seeding import seeded
 from aigc_tf.text import data as text_data
@@ -143,7 +144,7 @@ def _fit(config, run: RunFolder, dist, chief: bool, steps: int | None, verbose: 
     with dist.scope():
         with seeded(config.seed):  # LoRA's initial A matrices, the adapters' down projections
             if method == "lora":
-                peft.enable_lora(causal_lm.backbone, config.lora_rank or peft.DEFAULT_LORA_RANK)
+                peft.enable_lora(causal_lm.backbone, config.lora_rank or DEFAULT_LORA_RANK)
             elif method != "full":
                 tuned = peft.attach(causal_lm, method, peft.size_of(config))
         trainer = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone, preprocessor=None,
