@@ -25,6 +25,9 @@ stock model server disables it) the forward pass is plain TF: `tf.slice` and `Te
 the `Xla*` ops, and fp32 matmuls with `tf.nn.bias_add`, which grappler fuses with the MatMul into one oneDNN op
 (bench/RESULTS.md: `fp32_no_xla`).
 
+A prefix- or adapter-tuned model (`aigc_tf.text.peft`) decodes here too: its prefix is prepended to every layer's
+keys and values at attention time (the cache holds only real tokens), its adapters follow the two projections.
+
 The module is a `tf.Module`, so `aigc_tf.text.export` can track its variables and serve the same loop.
 """
 
