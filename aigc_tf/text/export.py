@@ -27,9 +27,11 @@ CONTROLS = {  # name: (dtype, meaning)
 }
 
 
-def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_new_tokens: int = 48,
-                top_p: float = 0.9, temperature: float = 1.0, xla: bool = False, precision: str = "auto") -> Path:
-    """Export a text run with generation inside the graph, so a TF Serving client needs no Python of ours.
+def export_text(run_dir: Path | None = None, model_dir: Path = Path("saved_models/gpt2"), max_new_tokens: int = 48,
+                top_p: float = 0.9, temperature: float = 1.0, xla: bool = False, precision: str = "auto",
+                preset: str | None = None) -> Path:
+    """Export a text run, or a keras-hub GPT-2 `preset` (a local folder or a hub handle), with generation inside
+    the graph, so a TF Serving client needs no Python of ours.
 
     Signatures (N prompts; the outputs include the prompt, as `aigc-tf text generate` prints them):
     - `serving_default(prompts: string [N], ...) -> text: string [N]`: greedy by default, the same text as
@@ -60,10 +62,17 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
     """
     from aigc_tf.hardware import resolve_precision
     from aigc_tf.text.kv_decoder import KVCacheDecoder
-    from aigc_tf.text.models import load_text_run, with_precision
+    from aigc_tf.text.models import load_preset, load_text_run, with_precision
 
+    if (run_dir is None) == (preset is None):
+        raise AigcError("export a text run or a keras-hub `preset`: give one of the two")
     precision = resolve_precision(precision, compiled=xla)
-    causal_lm, config = load_text_run(run_dir)
+    if preset is None:
+        causal_lm, config = load_text_run(run_dir)
+        provenance = {"run": str(Path(run_dir).resolve()), "config": json.loads(to_json(config))}
+    else:  # the model is all an export needs: its own context bounds the prompts
+        causal_lm, local = load_preset(str(preset), dtype="float32"), Path(preset).expanduser()
+        provenance = {"preset": str(local.resolve()) if local.exists() else str(preset)}
     causal_lm = with_precision(causal_lm, precision)
     context = causal_lm.backbone.max_sequence_length
     if not 1 <= max_new_tokens < context:
@@ -162,8 +171,7 @@ def export_text(run_dir: Path, model_dir: Path = Path("saved_models/gpt2"), max_
     archive.add_endpoint("sample", text_endpoint(sampling), input_signature=prompt_spec + control_specs)
     archive.add_endpoint("generate_tokens", token_endpoint(greedy), input_signature=token_specs + control_specs)
     return publish(archive, model_dir, {
-        "family": "text", "run": str(Path(run_dir).resolve()), "max_new_tokens": max_new_tokens, "top_p": top_p,
+        "family": "text", **provenance, "max_new_tokens": max_new_tokens, "top_p": top_p,
         "temperature": temperature, "end_token_id": end_id, "precision": precision, "xla": xla,
-        "config": json.loads(to_json(config)),
         "server_needs": ([XLA_FLAG] if xla else []) +
                         ["TF Text ops (linked into the stock model server) for serving_default and sample"]})

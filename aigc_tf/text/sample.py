@@ -19,6 +19,8 @@ over a preallocated KV cache, in fp32 or with bf16 weights (`precision`).
 
 The caller's model is never recompiled: the samplers run on a second `GPT2CausalLM` that shares its backbone and
 preprocessor (no weights are copied), so a notebook's compiled model keeps its own settings.
+
+`stream` gives the same text in pieces as the tokens are decoded (`for piece in stream(...): print(piece, end="")`).
 """
 
 from __future__ import annotations
@@ -136,15 +138,156 @@ def greedy_generate(causal_lm, prompts: list[str], max_length: int, precision: s
 
     bf16 decoding is always compiled with XLA (see `kv_decoder`); pass a built `decoder` to reuse its compilation.
     """
+    preprocessor = causal_lm.preprocessor
+    inputs = preprocessor.generate_preprocess(prompts, sequence_length=max_length)
+    texts = preprocessor.generate_postprocess(greedy_token_ids(causal_lm, inputs, precision, jit_compile, decoder))
+    return [t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in texts]
+
+
+def greedy_token_ids(causal_lm, inputs: dict, precision: str = "fp32", jit_compile: bool = True,
+                     decoder=None) -> dict:
+    """`greedy_generate` on token ids: `inputs` {token_ids, padding_mask} (B, S), prompts left-aligned with their
+    start token, -> {token_ids, padding_mask} (B, S), the mask off after each row's end token."""
     from aigc_tf.text.kv_decoder import KVCacheDecoder
 
     if decoder is None:
         decoder = KVCacheDecoder(causal_lm.backbone, precision, jit_compile=jit_compile or precision == "bf16")
+    return decoder.generate_step(inputs, stop_token_ids=[causal_lm.preprocessor.tokenizer.end_token_id])
+
+
+def stream(causal_lm, prompt: str, sampler: str = "greedy", *, max_length: int = 64, seed: int = 0,
+           temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9, repetition_penalty: float = 1.0,
+           no_repeat_ngram_size: int = 0):
+    """The text `generate(causal_lm, [prompt], sampler, ...)` returns, as a generator of pieces yielded while the
+    tokens are decoded: the prompt first, then each new token's text.
+
+    `"".join(stream(...)) == generate(...)[0][0]` for the same arguments (a test checks greedy, top-k, top-p, random
+    and a repetition control). How: keras-hub's sampler loop asks `next(prompt, cache, index)` for every step's
+    logits, and the token picked at the step before sits in `prompt[:, index - 1]` by then; a wrapper of the sampler
+    (like `repetition.RepetitionControlled`) hands that token to Python through a `tf.py_function` before the step's
+    forward pass runs, and the loop itself is the compiled (`tf.function`, no XLA) graph that `generate` runs for the
+    non-greedy samplers on a CPU: the same ops and kernels, the same seeded draws (keras-hub's samplers draw with
+    stateless random ops keyed by a `SeedGenerator`), so the same tokens. (Run eagerly instead, the loop's logits
+    differ from the graph's in the last bit, ~1e-7, and a seeded top-p text of the tiny test model then parted
+    from `generate`'s after 15 tokens.)
+    Greedy `generate` runs the KV-cache decoder, which computes keras-hub's greedy tokens (tests/test_kv_decoder.py).
+    On a GPU, where `generate` picks XLA by default, compare with `generate(..., jit_compile=False)`: a host callback
+    cannot run inside an XLA loop.
+
+    The loop runs in a background thread that puts tokens on a queue; the generator decodes the whole text so far and
+    yields what is new, holding back a trailing U+FFFD (a character whose UTF-8 bytes span two BPE tokens); the last
+    piece comes from the finished generation's own text. An exception in the thread is raised here; closing the
+    generator early stops the decoding at its next token. Beam search cannot be streamed: its best text is known only
+    at the end.
+    """
+    import queue
+    import threading
+
+    if not isinstance(prompt, str):
+        raise AigcError("`stream` takes one prompt (a string); stream several prompts one after the other")
+    if sampler == "beam":
+        raise AigcError("beam search cannot be streamed: it keeps `num_beams` candidate texts and knows the best "
+                        "only at the end; stream greedy, top_k, top_p or random decoding instead")
+    from aigc_tf.text.repetition import controls_on, with_repetition_control
+
+    controls = dict(repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size)
+    controls_on(**controls)
+    check_lengths(causal_lm, [prompt], max_length)
+    events, stopped = queue.Queue(), threading.Event()
+    chosen = with_repetition_control(make_sampler(sampler, temperature, top_k, top_p, seed=seed), **controls)
+    reporter = _reporting(chosen, lambda token, index: events.put(("token", token, index)), stopped)
+
+    def decode():  # `generate`'s keras-hub path, with the reporting sampler and without XLA
+        import keras_hub
+
+        try:
+            with seeded(seed):
+                model = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone,
+                                                      preprocessor=causal_lm.preprocessor)
+                model.compile(sampler=reporter, jit_compile=False)
+                events.put(("done", model.generate([prompt], max_length=max_length)[0]))
+        except BaseException as err:  # raised in the caller's thread by `_pieces`
+            events.put(("error", err))
+
     preprocessor = causal_lm.preprocessor
-    inputs = preprocessor.generate_preprocess(prompts, sequence_length=max_length)
-    outputs = decoder.generate_step(inputs, stop_token_ids=[preprocessor.tokenizer.end_token_id])
-    texts = preprocessor.generate_postprocess(outputs)
-    return [t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in texts]
+    inputs = preprocessor.generate_preprocess([prompt], sequence_length=max_length)
+    length = int(sum(int(m) for m in inputs["padding_mask"][0]))  # the start token and the prompt's tokens
+    prompt_ids = [int(t) for t in inputs["token_ids"][0][1:length]]
+    return _pieces(decode, events, stopped, preprocessor.tokenizer, prompt_ids, length)
+
+
+def _pieces(decode, events, stopped, tokenizer, ids: list[int], prompt_length: int):
+    """The generator behind `stream`: runs `decode` in a thread and turns the tokens it reports into new text."""
+    import threading
+
+    def settled(ids):  # the text so far, without a trailing half character
+        text = tokenizer.detokenize([ids])[0] if ids else ""
+        return (text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)).rstrip("\ufffd")
+
+    thread = threading.Thread(target=decode, name="aigc_tf-stream", daemon=True)
+    thread.start()
+    try:
+        emitted = settled(ids)
+        if emitted:
+            yield emitted
+        while True:
+            kind, *value = events.get()
+            if kind == "error":
+                raise value[0]
+            if kind == "done":
+                text = value[0]
+                if not text.startswith(emitted):  # cannot happen with GPT-2's byte-level BPE; never hide it
+                    raise RuntimeError(f"streamed {emitted!r} is not a prefix of the decoded text {text!r}")
+                if text != emitted:
+                    yield text[len(emitted):]
+                return
+            token, index = value
+            if index - 1 < prompt_length:  # the first step reports the prompt's last token
+                continue
+            ids.append(token)
+            text = settled(ids)
+            if len(text) > len(emitted) and text.startswith(emitted):
+                yield text[len(emitted):]
+                emitted = text
+    finally:
+        stopped.set()  # the consumer is done (or gone): the decoding thread stops at its next token
+        thread.join()
+
+
+def _reporting(inner, report, stopped):
+    """`inner` (a keras-hub sampler) that calls `report(token, index)` with each token it chose, row 0's, at the
+    start of the next step, before that step's forward pass; it fails the loop once `stopped` is set."""
+    import keras_hub
+    import tensorflow as tf
+
+    class Reporting(keras_hub.samplers.Sampler):
+        def __init__(self):
+            super().__init__(temperature=getattr(inner, "temperature", 1.0))
+
+        @property
+        def variables(self):
+            return inner.variables  # the wrapped sampler's seed state
+
+        def __call__(self, next, prompt, *args, **kwargs):
+            def hand_over(tokens, index):
+                if stopped.is_set():
+                    raise _Stopped("the stream's consumer is gone")
+                report(int(tokens[0]), int(index))
+                return True
+
+            def reporting_next(token_ids, cache, index):
+                done = tf.py_function(hand_over, [token_ids[:, index - 1], index], Tout=tf.bool)
+                with tf.control_dependencies([done]):  # on the integer ids only: the logits' ops are unchanged
+                    token_ids = tf.identity(token_ids)
+                return next(token_ids, cache, index)
+
+            return inner(reporting_next, prompt, *args, **kwargs)
+
+    return Reporting()
+
+
+class _Stopped(Exception):
+    pass
 
 
 def _best_beams(causal_lm, prompt: str, max_length: int, count: int) -> list[str]:

@@ -1,0 +1,68 @@
+"""Held-out text evaluation: BLEU and ROUGE-L of greedy continuations next to perplexity."""
+
+import json
+import math
+
+import pytest
+
+from aigc_tf import AigcError
+from aigc_tf.cli import main
+from aigc_tf.text.evaluate import continuation_scores, evaluate_text, overlap_scores
+
+BOOK = ["Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse",
+        "and nothing particular to interest me on shore, I thought I would sail about a little and see the watery part"]
+
+
+def test_identical_texts_score_one_and_disjoint_texts_zero():
+    assert overlap_scores(BOOK, BOOK) == pytest.approx({"bleu": 1.0, "rouge_l": 1.0})
+    disjoint = ["Whales breathe air through blowholes atop their heads", "Sharks swim silently beneath grey waves"]
+    assert overlap_scores(BOOK, disjoint) == pytest.approx({"bleu": 0.0, "rouge_l": 0.0})
+
+
+def test_partial_overlap_is_between_and_no_words_score_zero():
+    half = [" ".join(text.split()[:9]) + " the sea is wide and deep today" for text in BOOK]
+    scores = overlap_scores(BOOK, half)
+    assert 0.0 < scores["bleu"] < 1.0 and 0.0 < scores["rouge_l"] < 1.0
+    assert overlap_scores(BOOK, ["", ""]) == {"bleu": 0.0, "rouge_l": 0.0}  # an empty continuation, not a NaN
+    assert overlap_scores(["", ""], ["", ""]) == {"bleu": 0.0, "rouge_l": 0.0}
+
+
+def test_continuation_scores_on_held_out_windows(tiny_text_model):
+    scores = continuation_scores(tiny_text_model, "moby_dick", prompt_tokens=8, continuation_tokens=8,
+                                 max_sequences=4, sequence_length=32)
+    assert scores["sequences"] == 4 and len(scores["examples"]) == 2
+    assert 0.0 <= scores["bleu"] <= 1.0 and 0.0 <= scores["rouge_l"] <= 1.0
+    first = scores["examples"][0]
+    assert first["prompt"].startswith("CHAPTER 1. Loomings") and first["reference"] and first["generated"]
+
+
+def test_continuation_lengths_are_checked(tiny_text_model):
+    with pytest.raises(AigcError, match="exceed the model's context of 64"):
+        continuation_scores(tiny_text_model, "moby_dick", prompt_tokens=40, continuation_tokens=40)
+    with pytest.raises(AigcError, match="do not fit in an evaluation window of 33 tokens"):
+        continuation_scores(tiny_text_model, "moby_dick", 20, 20, sequence_length=32)
+
+
+def test_eval_json_reports_bleu_and_rouge_next_to_perplexity(tiny_text_run):
+    run_dir, config, _ = tiny_text_run
+    report = evaluate_text(run_dir, max_sequences=2, continuation_samples=3)
+    saved = json.loads((run_dir / "eval_moby_dick.json").read_text())
+    assert saved == report
+    assert {"perplexity", "loss", "bleu", "rouge_l", "continuation"} <= set(report)
+    assert 0.0 <= report["bleu"] <= 1.0 and 0.0 <= report["rouge_l"] <= 1.0 and math.isfinite(report["perplexity"])
+    continuation = report["continuation"]
+    assert continuation["sequences"] == 3
+    assert continuation["prompt_tokens"] == continuation["continuation_tokens"] == config.sequence_length // 4
+    assert set(continuation["examples"][0]) == {"prompt", "reference", "generated"}
+    assert "bleu" not in evaluate_text(run_dir, max_sequences=2, continuation_samples=0)
+
+
+def test_cli_eval_flags(tiny_text_run, capsys):
+    run = str(tiny_text_run[0])
+    assert main(["text", "eval", "--run", run, "--max-sequences", "2", "--bleu-samples", "2",
+                 "--prompt-tokens", "6", "--continuation-tokens", "10"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["continuation"]["sequences"] == 2
+    assert (report["continuation"]["prompt_tokens"], report["continuation"]["continuation_tokens"]) == (6, 10)
+    assert main(["text", "eval", "--run", run, "--max-sequences", "2", "--bleu-samples", "0"]) == 0
+    assert "bleu" not in json.loads(capsys.readouterr().out)
