@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from aigc_tf import AigcError, TrainingInterrupted, __version__
-from aigc_tf.config import CONFIGS
+from aigc_tf.config import CONFIGS, DEFAULT_LORA_RANK
 from aigc_tf.hardware import PRECISION_CHOICES, PRECISIONS, TRAINING_PRECISIONS
 
 RUNS = {"gan": Path("runs/gan"), "vae": Path("runs/vae"), "text": Path("runs/gpt2")}
@@ -225,7 +225,7 @@ def cmd_vae_export(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- text
 TEXT_FLAGS = ("preset", "corpus", "epochs", "steps_per_epoch", "batch_size", "sequence_length", "learning_rate",
-              "lora_rank", "num_layers", "hidden_dim", "seed", "precision")
+              "peft", "lora_rank", "prefix_length", "adapter_size", "num_layers", "hidden_dim", "seed", "precision")
 
 
 def cmd_text_train(args) -> int:
@@ -245,7 +245,9 @@ def cmd_text_eval(args) -> int:
     from aigc_tf.text.evaluate import evaluate_text
 
     with _quiet_stdout():
-        report = evaluate_text(args.run, args.corpus, max_sequences=args.max_sequences, verbose=2)
+        report = evaluate_text(args.run, args.corpus, max_sequences=args.max_sequences, verbose=2,
+                               continuation_samples=args.bleu_samples, prompt_tokens=args.prompt_tokens,
+                               continuation_tokens=args.continuation_tokens)
     return _print_report(report, args.run / f"eval_{Path(args.corpus).stem}.json")
 
 
@@ -263,13 +265,21 @@ def read_prompts(args) -> list[str]:
     return prompts
 
 
+def text_model(args):
+    """The causal LM of `--run` (its trained preset) or of `--preset` (a local folder or a hub handle), in float32."""
+    from aigc_tf.text.models import load_preset, load_text_run
+
+    return load_preset(args.preset, dtype="float32") if args.preset else load_text_run(args.run)[0]
+
+
 def cmd_text_generate(args) -> int:
-    from aigc_tf.text.models import load_text_run
     from aigc_tf.text.sample import generate
 
     prompts = read_prompts(args)
+    if args.stream:
+        return stream_texts(args, prompts)
     with _quiet_stdout():
-        causal_lm, _ = load_text_run(args.run)
+        causal_lm = text_model(args)
         texts = generate(causal_lm, prompts, args.sampler, max_length=args.max_length,
                          num_return_sequences=args.num_return_sequences, seed=args.seed,
                          temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, num_beams=args.num_beams,
@@ -285,14 +295,37 @@ def cmd_text_generate(args) -> int:
     return 0
 
 
+def stream_texts(args, prompts: list[str]) -> int:
+    """`text generate --stream`: one prompt's text printed as its tokens are decoded, the text `generate` prints."""
+    from aigc_tf.text.sample import stream
+
+    given = {"--json": args.json, "--num-return-sequences": args.num_return_sequences > 1,
+             "--precision bf16": args.precision != "fp32"}
+    conflicts = [flag for flag, on in given.items() if on]
+    if conflicts:
+        raise AigcError(f"--stream prints one fp32 text as it is decoded; drop {', '.join(conflicts)}")
+    if len(prompts) > 1:  # a batch draws its samples differently from each prompt alone
+        raise AigcError(f"--stream takes one prompt, got {len(prompts)}; run one command per prompt")
+    out = sys.stdout  # the pieces go to stdout; Keras' chatter goes to stderr
+    with _quiet_stdout():
+        pieces = stream(text_model(args), prompts[0], args.sampler, max_length=args.max_length, seed=args.seed,
+                        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                        repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram)
+        for piece in pieces:
+            out.write(piece)
+            out.flush()
+    out.write("\n---\n")
+    return 0
+
+
 def cmd_text_export(args) -> int:
     from aigc_tf.serving.model_config import XLA_FLAG, serving_command
     from aigc_tf.text.export import export_text
 
     path = export_text(args.run, args.to, max_new_tokens=args.max_new_tokens, top_p=args.top_p,
-                       temperature=args.temperature, xla=args.xla, precision=args.precision)
-    _say(f"Exported {args.run} for TF Serving: {path}" + (f"  (XLA: the server needs {XLA_FLAG})" if args.xla
-                                                           else "  (runs on a stock model server)"))
+                       temperature=args.temperature, xla=args.xla, precision=args.precision, preset=args.preset)
+    _say(f"Exported {args.run or args.preset} for TF Serving: {path}" +
+         (f"  (XLA: the server needs {XLA_FLAG})" if args.xla else "  (runs on a stock model server)"))
     _export_lines(path)
     _say("  signatures: serving_default (greedy) and sample (top-p): prompts: string -> text: string, need TF Text; "
          "generate_tokens: int32 ids, core TF only")
@@ -391,6 +424,14 @@ def add_image_data_flags(train: argparse.ArgumentParser, family: str) -> None:
 
 def add_run_arg(parser: argparse.ArgumentParser, family: str) -> None:
     parser.add_argument("--run", type=Path, default=RUNS[family], help="run folder (default: %(default)s)")
+
+
+def add_text_model_args(parser: argparse.ArgumentParser) -> None:
+    """--run or --preset, exactly one: a training run, or any keras-hub GPT-2 preset without one."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, help=f"a text run folder (e.g. {RUNS['text']})")
+    source.add_argument("--preset", help="a keras-hub preset instead of a run: a local folder (a run's preset/, any "
+                                         "save_to_preset output) or a hub handle such as gpt2_base_en (network)")
 
 
 def add_data_commands(families) -> None:
@@ -495,6 +536,7 @@ def add_vae_commands(families) -> None:
 
 
 def add_text_commands(families) -> None:
+    from aigc_tf.text.evaluate import CONTINUATION_SAMPLES
     from aigc_tf.text.sample import SAMPLERS
 
     text = families.add_parser("text", help="GPT-2 (keras-hub): train, eval, generate, export")
@@ -512,7 +554,16 @@ def add_text_commands(families) -> None:
                        help=f"steps between validations (default: {default_of('text', 'steps_per_epoch')})")
     train.add_argument("--sequence-length", type=positive_int,
                        help=f"training window in tokens (default: {default_of('text', 'sequence_length')})")
-    train.add_argument("--lora-rank", type=positive_int, help="train LoRA adapters of this rank only")
+    train.add_argument("--peft", choices=("full", "lora", "prefix", "adapter"),
+                       help="what fine-tuning trains (default: full): every weight; LoRA's low-rank updates of the "
+                            "attention; a learned prefix of keys and values per layer; or bottleneck adapters. "
+                            "The last three freeze the model (use them with --preset)")
+    train.add_argument("--lora-rank", type=positive_int,
+                       help=f"LoRA's rank (--peft lora; default {DEFAULT_LORA_RANK}); given alone it means --peft lora")
+    train.add_argument("--prefix-length", type=positive_int,
+                       help=f"--peft prefix: learned vectors per layer (default: {default_of('text', 'prefix_length')})")
+    train.add_argument("--adapter-size", type=positive_int,
+                       help=f"--peft adapter: bottleneck width (default: {default_of('text', 'adapter_size')})")
     train.add_argument("--num-layers", type=positive_int,
                        help=f"transformer blocks of the small GPT-2 (default: {default_of('text', 'num_layers')})")
     train.add_argument("--hidden-dim", type=positive_int,
@@ -523,14 +574,21 @@ def add_text_commands(families) -> None:
                             "float32 either way")
     train.set_defaults(handler=cmd_text_train)
 
-    evaluate = cmds.add_parser("eval", help="perplexity on held-out text (JSON on stdout)")
+    evaluate = cmds.add_parser("eval", help="perplexity, BLEU and ROUGE-L on held-out text (JSON on stdout)")
     add_run_arg(evaluate, "text")
     evaluate.add_argument("--corpus", default="moby_dick", help="held-out corpus (default: %(default)s)")
     evaluate.add_argument("--max-sequences", type=positive_int, help="evaluate only this many windows")
+    evaluate.add_argument("--bleu-samples", type=non_negative_int, default=CONTINUATION_SAMPLES, metavar="N",
+                          help="windows whose greedy continuation is scored with BLEU and ROUGE-L against the "
+                               "text's own; 0 skips (default: %(default)s)")
+    evaluate.add_argument("--prompt-tokens", type=positive_int,
+                          help="tokens of each window the model reads (default: 32, a quarter of shorter windows)")
+    evaluate.add_argument("--continuation-tokens", type=positive_int,
+                          help="tokens it writes and is scored on (default: 32, a quarter of shorter windows)")
     evaluate.set_defaults(handler=cmd_text_eval)
 
     gen = cmds.add_parser("generate", help="generate text with greedy, top-k, top-p, beam or random sampling")
-    add_run_arg(gen, "text")
+    add_text_model_args(gen)
     gen.add_argument("--prompt", action="append", help="a prompt (repeat for a batch)")
     gen.add_argument("--prompt-file", help="a UTF-8 file used as one prompt (few-shot examples + query)")
     gen.add_argument("--sampler", choices=SAMPLERS, default="greedy", help="default: %(default)s")
@@ -548,6 +606,8 @@ def add_text_commands(families) -> None:
     gen.add_argument("--no-repeat-ngram", type=non_negative_int, default=0, metavar="N",
                      help="never repeat an n-gram of this size; 0 is off, 3 is usual (default: %(default)s)")
     gen.add_argument("--json", action="store_true", help="print JSON instead of plain text")
+    gen.add_argument("--stream", action="store_true",
+                     help="print the text as it is decoded, token by token (the same text; not with beam)")
     gen.add_argument("--no-xla", action="store_true",
                      help="decode without XLA (default: XLA for greedy, keras-hub's choice, no XLA on CPU, for the "
                           "other samplers; fp32 only)")
@@ -558,7 +618,7 @@ def add_text_commands(families) -> None:
     gen.set_defaults(handler=cmd_text_generate)
 
     export = cmds.add_parser("export", help="export string-in/string-out generation as a SavedModel for TF Serving")
-    add_run_arg(export, "text")
+    add_text_model_args(export)
     export.add_argument("--to", type=Path, default=Path("saved_models/gpt2"),
                         help="model folder; the export goes to its next integer version (default: %(default)s)")
     export.add_argument("--max-new-tokens", type=positive_int, default=48,
@@ -661,13 +721,78 @@ def add_demo_command(families) -> None:
     demo.set_defaults(handler=cmd_demo)
 
 
+# ---------------------------------------------------------------------------------------------------- robustness
+ROBUST_FLAGS = ("epsilons", "pgd_steps", "epochs", "seed", "train_epsilon", "train_attack_steps", "num_test",
+                "num_train")
+
+
+def epsilon_list(text: str) -> tuple[float, ...]:
+    """`0,0.05,0.1` -> (0.0, 0.05, 0.1); the range is the library's check (one AigcError line)."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers, got {text!r}") from None
+
+
+def cmd_robust(args) -> int:
+    from aigc_tf.robustness.config import RobustnessConfig
+    from aigc_tf.robustness.run import run_robustness, summary_lines
+
+    config = RobustnessConfig().replace(**{flag: getattr(args, flag) for flag in ROBUST_FLAGS
+                                           if getattr(args, flag) is not None})
+    result = run_robustness(config, args.out, gan_run=args.gan_run)
+    for line in summary_lines(result.report):
+        _say(line)
+    _print_outputs(f"Done in {result.seconds:.0f} s. Outputs:", result.outputs)
+    return 0
+
+
+def add_robustness_commands(families) -> None:
+    from aigc_tf.robustness.config import RobustnessConfig
+
+    def default(field: str):
+        value = getattr(RobustnessConfig, field)
+        return ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else value
+
+    robust = families.add_parser(
+        "robust", help="adversarial examples: FGSM/PGD accuracy vs epsilon, adversarial training, the GAN's D",
+        description="Attack the evaluation classifier with FGSM and PGD (L-infinity) on held-out digits; train a "
+                    "small CNN the standard way and adversarially (on PGD examples) and attack both; with "
+                    "--gan-run, report what the GAN's discriminator makes of the adversarial digits. Writes "
+                    "robustness.json, accuracy_vs_epsilon.png, adversarial_examples.png, the robust classifier "
+                    "(.keras) and TensorBoard scalars into --out; re-running replaces an earlier robust run there.")
+    robust.add_argument("--out", type=Path, default=Path("runs/robust"), help="output folder (default: %(default)s)")
+    robust.add_argument("--gan-run", type=Path, help="a trained GAN run folder whose discriminator to ask")
+    robust.add_argument("--epsilons", type=epsilon_list, metavar="E1,E2,...",
+                        help=f"L-infinity budgets in [0, 1], pixels in [0, 1]; 0 is always added "
+                             f"(default: {default('epsilons')})")
+    robust.add_argument("--pgd-steps", type=positive_int,
+                        help=f"steps of the evaluation PGD attack (default: {default('pgd_steps')})")
+    robust.add_argument("--epochs", type=positive_int,
+                        help=f"training epochs of each small CNN (default: {default('epochs')})")
+    robust.add_argument("--train-epsilon", type=float,
+                        help=f"adversarial training budget (default: {default('train_epsilon')})")
+    robust.add_argument("--train-attack-steps", type=positive_int,
+                        help="PGD steps per training update (Madry et al. 2018), each one more pass over the "
+                             "batch; 1 is FGSM with random start (Wong et al. 2020) (default: "
+                             f"{default('train_attack_steps')})")
+    robust.add_argument("--num-test", type=non_negative_int,
+                        help=f"test digits attacked, 0 for all (default: {default('num_test')})")
+    robust.add_argument("--num-train", type=non_negative_int,
+                        help=f"training digits, 0 for all (default: {default('num_train') or 'all'})")
+    robust.add_argument("--seed", type=non_negative_int,
+                        help=f"seeds weights, batch order, PGD's random starts, GAN noise (default: {default('seed')})")
+    robust.set_defaults(handler=cmd_robust)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aigc-tf", description="Generative AI on TensorFlow: train, sample, measure and export models.")
     parser.add_argument("--version", action="version", version=f"aigc_tf {__version__}")
-    families = parser.add_subparsers(dest="family", required=True, metavar="{demo,data,gan,vae,text,serving}")
+    families = parser.add_subparsers(dest="family", required=True,
+                                     metavar="{demo,data,gan,vae,text,robust,serving}")
     for add in (add_demo_command, add_data_commands, add_gan_commands, add_vae_commands, add_text_commands,
-                add_serving_commands):
+                add_robustness_commands, add_serving_commands):
         add(families)
     return parser
 

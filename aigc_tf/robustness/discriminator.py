@@ -1,0 +1,114 @@
+"""What the GAN's discriminator makes of adversarial digits.
+
+A GAN's discriminator D (`aigc_tf.gan`) was trained for one question: does this image look like the training
+digits, or like the generator's output? Its sigmoid(logit) is its belief "real". Adversarial digits are built to
+change a classifier's answer while looking unchanged to a person; asking D about them asks whether they still look
+like data to a network that never saw the classifier. Three references make its answer readable: D on the clean
+test digits (real), on the generator's samples (what D learnt to reject), and on random-sign noise of the same
+L-infinity size (sign(U(-1, 1)) * epsilon per pixel): if D scores adversarial digits like that noise, it is reacting
+to the perturbation's size, not to its adversarial direction.
+
+D is not a detector of adversarial examples and was not trained as one; a low score says only that the image left
+the data D knows. With the hinge loss (`GANConfig.loss="hinge"`) sigmoid(logit) is a monotone score rather than a
+calibrated probability; the comparison between rows stays meaningful.
+
+D lives only in the run's `tf.train.Checkpoint` (the generator alone is exported), so it is restored from the
+latest checkpoint as the training resume restores it (`aigc_tf.gan.train.GAN.restore`): build the network from the
+run's config, restore, and assert that every one of its variables was found, so a run written by another
+architecture is one clear error rather than a randomly initialised D.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from aigc_tf import AigcError
+from aigc_tf.gan.models import build_discriminator, build_generator
+from aigc_tf.gan.sample import CHECKPOINT_ERRORS, draw
+from aigc_tf.runs import RunFolder
+
+
+@dataclasses.dataclass
+class GANNetworks:
+    discriminator: keras.Model
+    generator: keras.Model  # the sampling one: the EMA copy when the run keeps one
+    config: object
+    step: int
+    run_dir: Path
+
+
+def load_gan_networks(run_dir: Path) -> GANNetworks:
+    """The discriminator and the sampling generator of a GAN run at its latest checkpoint.
+
+    The sampling generator is the one `aigc_tf.gan.sample.load_generator` gives (the EMA copy when the run keeps
+    one); both networks are restored in one pass that must match every variable they own.
+    """
+    run = RunFolder(Path(run_dir))
+    if not run.path.is_dir():
+        raise AigcError(f"`gan_run` {run.path} does not exist; train one first (`aigc-tf gan train --out {run.path}`)")
+    config = run.load_config("gan")
+    latest = tf.train.latest_checkpoint(str(run.checkpoints))
+    if latest is None:
+        raise AigcError(f"{run.path} has no checkpoint yet; train it first (`aigc-tf gan train --out {run.path}`)")
+    discriminator, generator = build_discriminator(config), build_generator(config)
+    step = tf.Variable(0, dtype=tf.int64)
+    generator_name = "generator_ema" if config.ema_decay else "generator"
+    try:
+        status = tf.train.Checkpoint(discriminator=discriminator, **{generator_name: generator}, step=step).restore(
+            latest)
+        status.expect_partial()  # the optimisers and the noise generator are left in the checkpoint
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError):  # a variable missing from the checkpoint, or one of another shape
+        raise AigcError(f"checkpoint {latest} does not match the run's config.json (no {generator_name}, or "
+                        "networks of other sizes; written by another aigc_tf version?); train a new GAN run") from None
+    except CHECKPOINT_ERRORS as err:
+        raise AigcError(f"checkpoint {latest} is unreadable ({type(err).__name__}); delete its files to fall back "
+                        "to the previous checkpoint") from None
+    return GANNetworks(discriminator, generator, config, int(step.numpy()), run.path)
+
+
+def realness(discriminator: keras.Model, config, images: np.ndarray, labels: np.ndarray | None = None,
+             batch_size: int = 500) -> np.ndarray:
+    """D's belief "real", sigmoid(logit) (N,), for images (N, 28, 28, 1) in [0, 1].
+
+    D was trained on the generator's tanh range, so pixels go to [-1, 1] first (x * 2 - 1). A conditional D also
+    judges each image with a label: the digit's true label for test digits, the asked-for one for samples.
+    """
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = tf.constant(images[start:start + batch_size], tf.float32) * 2.0 - 1.0
+        inputs = [x, tf.constant(labels[start:start + batch_size], tf.int32)] if config.conditional else x
+        out.append(tf.sigmoid(tf.cast(discriminator(inputs, training=False), tf.float32))[:, 0].numpy())
+    return np.concatenate(out)
+
+
+def random_sign_noise(images: np.ndarray, epsilon: float, seed: int = 0) -> np.ndarray:
+    """images + epsilon * (+1 or -1 per pixel, at random), clipped to [0, 1]: the size of FGSM, no direction."""
+    signs = np.sign(np.random.default_rng(seed).uniform(-1.0, 1.0, images.shape)).astype(np.float32)
+    return np.clip(images + epsilon * signs, 0.0, 1.0)
+
+
+def discriminator_report(gan: GANNetworks, images: np.ndarray, labels: np.ndarray,
+                         adversarial: dict[tuple[str, float], np.ndarray], epsilons, *, num_samples: int = 1000,
+                         seed: int = 0) -> dict:
+    """D's mean realness on the clean test digits, on each attack's adversarial digits and on same-size random-sign
+    noise at each epsilon, and on `num_samples` of the generator's samples (noise seed `seed`)."""
+    samples, sample_labels = draw(gan.generator, gan.config, num_samples, seed)
+
+    def mean_realness(x, y=labels):
+        return float(np.mean(realness(gan.discriminator, gan.config, x, y)))
+
+    attacks = sorted({attack for attack, _ in adversarial})
+    return {
+        "run": str(gan.run_dir), "step": gan.step, "loss": gan.config.loss, "conditional": gan.config.conditional,
+        "score": "mean sigmoid(D(x)), D's belief that x is real", "epsilons": list(epsilons),
+        "clean": mean_realness(images),
+        "generated": mean_realness(samples, sample_labels),
+        **{attack: [mean_realness(adversarial[attack, e]) for e in epsilons] for attack in attacks},
+        "random_sign_noise": [mean_realness(random_sign_noise(images, e, seed)) for e in epsilons],
+    }
