@@ -218,3 +218,16 @@ def test_recipe_round_trips_through_config_cli_and_resume(tmp_path, mnist_train)
 
     with pytest.raises(AigcError, match="ema_decay"):
         train_gan(config.replace(ema_decay=0.0), run, steps=60, verbose=False)
+
+
+def test_a_checkpoint_that_does_not_fit_the_config_is_refused_not_sampled_untrained(tiny_gan_run, tmp_path):
+    """A run written by another version (no EMA generator, other sizes) must not load as an untrained generator."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_gan_run[0], copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["generator_units"] = [u * 2 for u in config["generator_units"]]
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(AigcError, match="does not match the run's config.json"):
+        load_generator(copy)

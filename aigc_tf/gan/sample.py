@@ -45,9 +45,14 @@ def load_generator(run_dir: Path, averaged: bool = True) -> tuple[keras.Model, o
         raise AigcError(f"{run.path} has no checkpoint yet; train it first (`aigc-tf gan train --out {run.path}`)")
     generator = build_generator(config)
     step = tf.Variable(0, dtype=tf.int64)
+    name = "generator_ema" if averaged and config.ema_decay else "generator"
     try:
-        name = "generator_ema" if averaged and config.ema_decay else "generator"
-        tf.train.Checkpoint(**{name: generator}, step=step).restore(latest).expect_partial()
+        status = tf.train.Checkpoint(**{name: generator}, step=step).restore(latest)
+        status.expect_partial()  # D, the optimisers and the noise generator stay in the checkpoint
+        status.assert_existing_objects_matched()  # else a run from another version would sample an untrained G
+    except (AssertionError, ValueError):
+        raise AigcError(f"checkpoint {latest} does not match the run's config.json (no {name}, or a generator of "
+                        "another size; written by another aigc_tf version?); train a new GAN run") from None
     except CHECKPOINT_ERRORS as err:
         raise AigcError(f"checkpoint {latest} is unreadable ({type(err).__name__}); delete its files to fall "
                         "back to the previous checkpoint") from None
