@@ -59,7 +59,7 @@ def train_vae(config, run_dir: Path, *, steps: int | None = None, verbose: bool 
     """
     dist, chief = distribute.start(strategy, config.batch_size)
     x_train = unit_images(config.dataset, "train", config.source)
-    x_test = unit_images(config.dataset, "test", config.source)
+    x_test = figure_order(unit_images(config.dataset, "test", config.source))
     steps_per_epoch = len(x_train) // config.batch_size
     if steps_per_epoch < 1:
         raise AigcError(f"`batch_size` {config.batch_size} is larger than the {len(x_train)} training images")
@@ -86,6 +86,12 @@ def train_vae(config, run_dir: Path, *, steps: int | None = None, verbose: bool 
         outputs = {"run": run.path, "weights": run.path / WEIGHTS_FILE, "history": run.history_csv,
                    "tensorboard": run.tensorboard, **save_figures(vae, config, x_test, run)}
         return VAETrainResult(run.path, run.read_history(), seconds, outputs)
+
+
+def figure_order(x_test: np.ndarray) -> np.ndarray:
+    """The test digits in a fixed shuffled order: the offline splits are sorted by label, and the figures take the
+    first few digits, which would otherwise all be zeros."""
+    return x_test[np.random.default_rng(0).permutation(len(x_test))]
 
 
 def save_figures(vae: VAE, config, x_test: np.ndarray, run: RunFolder) -> dict[str, Path]:
