@@ -2,7 +2,8 @@
 #   make demo   set up .venv, fetch the offline data, then `aigc-tf demo`: train, evaluate and export the GAN, GPT-2
 #               and VAE, check the exports, print each stage's time
 #   make test   set up .venv, fetch the offline data, run the test suite
-#   make results  after make demo: the conditional GAN and Moby-Dick fine-tuning runs, then results/ (the README's tables)
+#   make results  after make demo: the conditional GAN, Moby-Dick fine-tuning (full, LoRA, prefix, adapters) and
+#                 adversarial-robustness runs, then results/ (the README's tables)
 #   make notebooks         set up, fetch the data, install JupyterLab if missing, open the tutorials
 #   make strip-notebooks   remove outputs and execution counts from the notebooks before committing
 PYTHON ?= python3
@@ -67,6 +68,7 @@ results: data
 	$(BIN)/aigc-tf text train --out runs/moby_prefix_lr1e-2 $(FINETUNE) --peft prefix --learning-rate 1e-2
 	$(BIN)/aigc-tf text train --out runs/moby_adapter $(FINETUNE) --peft adapter
 	$(BIN)/aigc-tf text train --out runs/moby_adapter_lr1e-2 $(FINETUNE) --peft adapter --learning-rate 1e-2
+	$(BIN)/aigc-tf robust --out runs/robust --gan-run runs/gan
 	$(BIN)/python results/collect.py
 
 notebooks: data

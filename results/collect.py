@@ -92,6 +92,19 @@ def decoding_rows() -> list[dict]:
     return rows
 
 
+ROBUSTNESS_FILES = ("robustness.json", "accuracy_vs_epsilon.png", "adversarial_examples.png")
+
+
+def robustness(run: Path) -> dict:
+    """`aigc-tf robust`'s report; its report and figures are copied to results/robustness/ for the README."""
+    import shutil
+
+    (OUT / "robustness").mkdir(exist_ok=True)
+    for name in ROBUSTNESS_FILES:
+        shutil.copyfile(run / name, OUT / "robustness" / name)
+    return read_json(run / "robustness.json")
+
+
 def collect() -> dict:
     results = {
         "gan": image_row(RUNS / "gan"),
@@ -109,6 +122,7 @@ def collect() -> dict:
             "decoding": decoding_rows(),
         },
         "demo_seconds": read_json(RUNS / "demo_times.json"),
+        "robustness": robustness(RUNS / "robust"),
         "fine_tuning": {
             "before": moby_validation_before_fine_tuning(RUNS / "gpt2", RUNS / "moby_full"),
             "runs": [fine_tune_row(RUNS / name) for name in FINE_TUNING_RUNS],
@@ -150,6 +164,26 @@ def tables(r: dict) -> str:
         lines.append(f"| {name}, lr {run['learning_rate']:g} (`{run['run']}`) | {run['trainable_parameters']:,} "
                      f"({share:.2%}) | {run['tokens_per_s']:,.0f} | {run['val_loss']:.2f} "
                      f"({run['val_perplexity']:,.0f}) |")
+    moby = r["text"]["moby_dick"]
+    if "bleu" in moby:
+        c = moby["continuation"]
+        lines += ["", f"Greedy continuations of {c['sequences']} held-out Moby-Dick windows ({c['prompt_tokens']} "
+                      f"tokens in, {c['continuation_tokens']} out): BLEU {moby['bleu']:.3f}, ROUGE-L {moby['rouge_l']:.3f}"]
+    rob = r["robustness"]
+    lines += ["", "| classifier, attack | " + " | ".join(f"eps {e:g}" for e in rob["epsilons"]) + " |",
+              "|---|" + "---:|" * len(rob["epsilons"])]
+    for key in ("evaluation", "standard", "robust"):
+        for attack in ("fgsm", "pgd"):
+            row = rob["classifiers"][key]
+            lines.append(f"| {row['name']}, {attack.upper()} | " + " | ".join(f"{a:.1%}" for a in row[attack]) + " |")
+    if rob.get("discriminator"):
+        d = rob["discriminator"]
+        lines += ["", "| D's mean belief 'real' | " + " | ".join(f"eps {e:g}" for e in d["epsilons"]) + " |",
+                  "|---|" + "---:|" * len(d["epsilons"])]
+        lines += [f"| {name} | " + " | ".join(f"{v:.3f}" for v in d[key]) + " |"
+                  for name, key in (("adversarial (FGSM)", "fgsm"), ("adversarial (PGD)", "pgd"),
+                                    ("random +-eps noise", "random_sign_noise"))]
+        lines += [f"\nD on clean test digits {d['clean']:.3f}, on the generator's samples {d['generated']:.3f}"]
     return "\n".join(lines) + "\n"
 
 
