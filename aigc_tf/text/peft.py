@@ -70,8 +70,9 @@ class BottleneckAdapter(keras.layers.Layer):
     def __init__(self, hidden_dim: int, bottleneck: int, **kwargs):
         super().__init__(**kwargs)
         self.down = keras.layers.Dense(bottleneck, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02),
-                                       name="down", dtype=self.dtype_policy)
-        self.up = keras.layers.Dense(hidden_dim, kernel_initializer="zeros", name="up", dtype=self.dtype_policy)
+                                       name=f"{self.name}_down", dtype=self.dtype_policy)
+        self.up = keras.layers.Dense(hidden_dim, kernel_initializer="zeros", name=f"{self.name}_up",
+                                     dtype=self.dtype_policy)
         self.down.build((None, hidden_dim))
         self.up.build((None, bottleneck))
 
