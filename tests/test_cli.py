@@ -9,7 +9,7 @@ from aigc_tf.cli import build_parser, main
 COMMANDS = [[], ["data"], ["data", "fetch"], ["data", "list"], ["gan"], ["gan", "train"], ["gan", "sample"],
             ["gan", "eval"], ["gan", "export"], ["text"], ["text", "train"], ["text", "eval"], ["text", "generate"],
             ["text", "export"], ["vae"], ["vae", "train"], ["vae", "sample"], ["vae", "eval"], ["vae", "export"],
-            ["serving"], ["serving", "config"], ["serving", "check"], ["serving", "predict"]]
+            ["serving"], ["serving", "config"], ["serving", "check"], ["serving", "predict"], ["robust"], ["demo"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "aigc-tf")
