@@ -72,7 +72,7 @@ results: data
 	$(BIN)/python results/collect.py
 
 notebooks: data
-	@$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[notebooks]"
+	@$(BIN)/python -c "import jupyterlab, ipywidgets" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[notebooks]"
 	$(BIN)/jupyter lab notebooks/ $(JUPYTER_FLAGS)
 
 strip-notebooks: setup
