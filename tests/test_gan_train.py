@@ -46,7 +46,9 @@ def test_discriminator_learns_to_separate_real_from_generated(mnist_train):
     assert float(last["d_real"]) > 0.75 and float(last["d_fake"]) < 0.25
 
 
-def test_train_writes_every_output_and_resumes(tiny_gan_run):
+def test_train_writes_every_output_and_resumes(tiny_gan_run, tmp_path):
+    import shutil
+
     run_dir, config, result = tiny_gan_run
     assert result.epochs_done == 2
     for name in ("config", "history", "gif", "loss_curve", "last_grid"):
@@ -55,10 +57,12 @@ def test_train_writes_every_output_and_resumes(tiny_gan_run):
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert [int(r["step"]) for r in result.history] == [16, 32]  # 8,035 // 500 = 16 steps per epoch
 
-    resumed = train(config.replace(epochs=3), run_dir, verbose=False)
+    copy = tmp_path / "run"  # resume a copy: the session's run is shared with other tests
+    shutil.copytree(run_dir, copy)
+    resumed = train(config.replace(epochs=3), copy, verbose=False)
     assert resumed.step == 48
     assert [int(r["step"]) for r in resumed.history] == [16, 32, 48]
-    generator, stored, step = load_generator(run_dir)
+    generator, stored, step = load_generator(copy)
     assert step == 48 and stored.latent_dim == config.latent_dim
 
 
