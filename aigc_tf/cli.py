@@ -559,7 +559,7 @@ def add_text_commands(families) -> None:
                             "attention; a learned prefix of keys and values per layer; or bottleneck adapters. "
                             "The last three freeze the model (use them with --preset)")
     train.add_argument("--lora-rank", type=positive_int,
-                       help=f"LoRA's rank (--peft lora; default {DEFAULT_LORA_RANK}); given alone it means --peft lora")
+                       help=f"LoRA's rank (--peft lora; default {DEFAULT_LORA_RANK}); alone it means --peft lora")
     train.add_argument("--prefix-length", type=positive_int,
                        help=f"--peft prefix: learned vectors per layer (default: {default_of('text', 'prefix_length')})")
     train.add_argument("--adapter-size", type=positive_int,

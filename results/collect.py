@@ -168,7 +168,8 @@ def tables(r: dict) -> str:
     if "bleu" in moby:
         c = moby["continuation"]
         lines += ["", f"Greedy continuations of {c['sequences']} held-out Moby-Dick windows ({c['prompt_tokens']} "
-                      f"tokens in, {c['continuation_tokens']} out): BLEU {moby['bleu']:.3f}, ROUGE-L {moby['rouge_l']:.3f}"]
+                      f"tokens in, {c['continuation_tokens']} out): BLEU {moby['bleu']:.3f}, "
+                      f"ROUGE-L {moby['rouge_l']:.3f}"]
     rob = r["robustness"]
     lines += ["", "| classifier, attack | " + " | ".join(f"eps {e:g}" for e in rob["epsilons"]) + " |",
               "|---|" + "---:|" * len(rob["epsilons"])]

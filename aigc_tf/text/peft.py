@@ -15,7 +15,8 @@ train a few new parameters instead; what changes is where those parameters sit:
   W_up zero at the start so the adapted model begins exactly as the base model.
 
 keras-hub's GPT-2 layers have no hooks for either (LoRA itself is built into Keras' Dense layers), so `attach`
-wraps two methods of each layer's instances: the attention's `_compute_attention`, to put the prefix in front of
+wraps two methods of each layer's instances (private keras-hub attributes, pinned by setup.cfg's keras-hub version;
+tests/test_text_peft.py fails if they change): the attention's `_compute_attention`, to put the prefix in front of
 the keys and values, and the output projections' `call`, to run the adapter after them. The new layers live in a
 `PEFT` object beside the backbone rather than inside it, so that the backbone's own weights, its keras-hub preset
 and LoRA's layer indexing stay those of a plain GPT-2: a run saves them as `<run>/preset/` plus `peft_weights.npz`.
@@ -95,8 +96,8 @@ class PEFT(keras.layers.Layer):
             raise AigcError(f"the {method} size must be >= 1, got {size}")
         self.method, self.size = method, size
         if method == "prefix":
-            self.prefixes = [Prefix(size, num_heads, hidden_dim // num_heads, name=f"prefix_{i}", dtype=self.dtype_policy)
-                             for i in range(num_layers)]
+            self.prefixes = [Prefix(size, num_heads, hidden_dim // num_heads, name=f"prefix_{i}",
+                                    dtype=self.dtype_policy) for i in range(num_layers)]
         else:  # one adapter after the attention, one after the feed-forward block, per layer
             self.adapters = [[BottleneckAdapter(hidden_dim, size, name=f"adapter_{i}_{part}", dtype=self.dtype_policy)
                               for part in ("attention", "feedforward")] for i in range(num_layers)]
