@@ -28,8 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from aigc_tf import AigcError
-from aigc_tf.gan.models import build_discriminator, build_generator
-from aigc_tf.gan.sample import CHECKPOINT_ERRORS, draw
+from aigc_tf.gan.models import build_discriminator
+from aigc_tf.gan.sample import CHECKPOINT_ERRORS, draw, load_generator
 from aigc_tf.runs import RunFolder
 
 
@@ -46,30 +46,25 @@ def load_gan_networks(run_dir: Path) -> GANNetworks:
     """The discriminator and the sampling generator of a GAN run at its latest checkpoint.
 
     The sampling generator is the one `aigc_tf.gan.sample.load_generator` gives (the EMA copy when the run keeps
-    one); both networks are restored in one pass that must match every variable they own.
+    one, with its checks); D is restored from the same checkpoint, which must hold every variable D owns.
     """
     run = RunFolder(Path(run_dir))
     if not run.path.is_dir():
         raise AigcError(f"`gan_run` {run.path} does not exist; train one first (`aigc-tf gan train --out {run.path}`)")
-    config = run.load_config("gan")
+    generator, config, step = load_generator(run.path)
     latest = tf.train.latest_checkpoint(str(run.checkpoints))
-    if latest is None:
-        raise AigcError(f"{run.path} has no checkpoint yet; train it first (`aigc-tf gan train --out {run.path}`)")
-    discriminator, generator = build_discriminator(config), build_generator(config)
-    step = tf.Variable(0, dtype=tf.int64)
-    generator_name = "generator_ema" if config.ema_decay else "generator"
+    discriminator = build_discriminator(config)
     try:
-        status = tf.train.Checkpoint(discriminator=discriminator, **{generator_name: generator}, step=step).restore(
-            latest)
-        status.expect_partial()  # the optimisers and the noise generator are left in the checkpoint
+        status = tf.train.Checkpoint(discriminator=discriminator).restore(latest)
+        status.expect_partial()  # the generators, the optimisers and the noise generator are left in the checkpoint
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError):  # a variable missing from the checkpoint, or one of another shape
-        raise AigcError(f"checkpoint {latest} does not match the run's config.json (no {generator_name}, or "
-                        "networks of other sizes; written by another aigc_tf version?); train a new GAN run") from None
+        raise AigcError(f"checkpoint {latest} does not match the run's config.json (a discriminator of another "
+                        "size; written by another aigc_tf version?); train a new GAN run") from None
     except CHECKPOINT_ERRORS as err:
         raise AigcError(f"checkpoint {latest} is unreadable ({type(err).__name__}); delete its files to fall back "
                         "to the previous checkpoint") from None
-    return GANNetworks(discriminator, generator, config, int(step.numpy()), run.path)
+    return GANNetworks(discriminator, generator, config, step, run.path)
 
 
 def realness(discriminator: keras.Model, config, images: np.ndarray, labels: np.ndarray | None = None,
