@@ -146,8 +146,8 @@ def cmd_data_list(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- gan
 GAN_FLAGS = ("dataset", "source", "latent_dim", "batch_size", "learning_rate", "label_smoothing", "epochs", "seed",
-             "conditional", "precision", "augment", "ema_decay", "loss", "r1_gamma", "beta_1", "beta_2",
-             "d_learning_rate_ratio")
+             "conditional", "precision", "augment", "ema_decay", "loss", "r1_gamma", "r1_interval", "beta_1",
+             "beta_2", "d_learning_rate_ratio", "latent_codes", "info_weight")
 
 
 def cmd_gan_train(args) -> int:
@@ -476,6 +476,14 @@ def add_gan_commands(families) -> None:
     recipe.add_argument("--loss", choices=("non_saturating", "hinge"), help=f"default: {default_of('gan', 'loss')}")
     recipe.add_argument("--r1-gamma", type=non_negative_float,
                         help=f"R1 gradient penalty weight on real images (default: {default_of('gan', 'r1_gamma')})")
+    recipe.add_argument("--r1-interval", type=positive_int, metavar="K",
+                        help="add the R1 penalty on every K-th step, weighted by K (lazy regularisation) (default: "
+                             f"{default_of('gan', 'r1_interval')})")
+    recipe.add_argument("--latent-codes", type=non_negative_int, metavar="K",
+                        help="draw from K categories picked by the noise, with InfoGAN's code-recovery loss; 0 = "
+                             f"plain Gaussian noise (default: {default_of('gan', 'latent_codes')})")
+    recipe.add_argument("--info-weight", type=non_negative_float,
+                        help=f"weight of the code-recovery loss (default: {default_of('gan', 'info_weight')})")
     recipe.add_argument("--beta-1", type=fraction, help=f"Adam's beta_1 (default: {default_of('gan', 'beta_1')})")
     recipe.add_argument("--beta-2", type=fraction, help=f"Adam's beta_2 (default: {default_of('gan', 'beta_2')})")
     recipe.add_argument("--d-learning-rate-ratio", type=positive_float,

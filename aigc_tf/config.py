@@ -41,8 +41,11 @@ class GANConfig:
     loss: str = "non_saturating"  # or "hinge" (aigc_tf.gan.losses)
     label_smoothing: float = 0.0  # one-sided: real targets are 1 - label_smoothing (non_saturating only)
     r1_gamma: float = 2.0  # R1 gradient penalty on real images (Mescheder et al. 2018); 0 disables it
+    r1_interval: int = 1  # R1 on every k-th step, weighted by k (StyleGAN2's lazy regularisation); 1 = every step
     spectral_norm: bool = False  # spectrally normalised Dense layers in D (Miyato et al. 2018)
     augment: str = ""  # DiffAugment policy for every image D sees, e.g. "translation,cutout,color"; "" = none
+    latent_codes: int = 0  # K > 0: a categorical code in the noise + InfoGAN's code head on D (gan.models)
+    info_weight: float = 1.0  # weight of the code-recovery (mutual information) loss when latent_codes > 0
     ema_decay: float = 0.999  # sample, evaluate and export an EMA of G's weights (Yazici et al. 2019); 0 = off
     epochs: int = 120  # 15,000 steps, ~3.5 min on 2 cores
     seed: int = 0
@@ -55,7 +58,7 @@ class GANConfig:
     # Fields that define the networks and their variables: a run cannot resume with different values.
     # (ema_decay: the averaged generator is in the checkpoint or not; spectral_norm: D's power-iteration vectors.)
     ARCHITECTURE = ("family", "dataset", "latent_dim", "generator_units", "discriminator_units", "conditional",
-                    "ema_decay", "spectral_norm", "dropout")
+                    "latent_codes", "ema_decay", "spectral_norm", "dropout")
 
     @classmethod
     def tiny(cls, **overrides) -> "GANConfig":

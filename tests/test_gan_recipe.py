@@ -1,5 +1,6 @@
-"""The GAN recipe's ingredients: DiffAugment, the EMA generator, hinge loss, R1, fp16 loss scaling, and their
-round trip through the config, the CLI and a resumed run."""
+"""The GAN recipe's ingredients: DiffAugment, the EMA generator, hinge loss, R1 (every step and lazy), the
+categorical latent code with its code head, fp16 loss scaling, and their round trip through the config, the CLI and
+a resumed run."""
 
 import json
 
@@ -11,7 +12,7 @@ import tensorflow as tf
 from aigc_tf import AigcError
 from aigc_tf.cli import build_parser
 from aigc_tf.config import GANConfig, from_dict, to_json
-from aigc_tf.gan import augment, losses
+from aigc_tf.gan import augment, losses, models
 from aigc_tf.gan.sample import load_generator
 from aigc_tf.gan.train import GAN, train_gan
 
@@ -150,6 +151,65 @@ def test_r1_adds_half_gamma_times_the_squared_input_gradient_on_real_images(digi
     assert d_losses[gamma] - d_losses[0.0] == pytest.approx(expected, rel=1e-4)
 
 
+def test_lazy_r1_adds_the_penalty_of_k_steps_on_every_kth_step_only(digits):
+    """With r1_interval k the regularising step's penalty is k times the every-step one; the others carry none."""
+    noise = tf.random.stateless_normal([8, 8], seed=[1, 2])
+
+    def d_loss(regularize=True, **changes):
+        gan = GAN(GANConfig.tiny(dropout=0.0, batch_size=8, **{"r1_gamma": 5.0, **changes}))
+        return gan, float(gan.train_step(digits, noise=noise, regularize=regularize)["d_loss"])
+
+    _, plain = d_loss(r1_gamma=0.0)
+    _, every = d_loss()
+    lazy, lazy_loss = d_loss(r1_interval=4)
+    _, skipped = d_loss(r1_interval=4, regularize=False)
+    assert every - plain > 0
+    assert lazy_loss - plain == pytest.approx(4 * (every - plain), rel=1e-4)
+    assert skipped == pytest.approx(plain, rel=1e-6)
+    assert [lazy.regularizes(step) for step in range(9)] == [True, False, False, False] * 2 + [True]
+    assert not GAN(GANConfig.tiny(r1_gamma=0.0)).regularizes(0)
+
+
+# ---------------------------------------------------------------------------------------------- latent codes
+def test_categorical_code_is_the_argmax_of_the_first_noise_dims_and_keeps_the_width():
+    noise = np.random.default_rng(0).standard_normal((20000, 12)).astype("float32")
+    coded = models.CategoricalCode(4)(noise).numpy()
+    assert coded.shape == noise.shape
+    np.testing.assert_array_equal(coded[:, :4], np.eye(4)[noise[:, :4].argmax(axis=1)])
+    np.testing.assert_array_equal(coded[:, 4:], noise[:, 4:])
+    shares = np.bincount(noise[:, :4].argmax(axis=1), minlength=4) / len(noise)
+    np.testing.assert_allclose(shares, 0.25, atol=0.015)  # N(0, I) noise picks every code equally often
+    generator = models.build_generator(GANConfig.tiny(latent_codes=4, latent_dim=12))
+    assert generator.input_shape == (None, 12)  # callers keep drawing plain noise of latent_dim
+
+
+def test_info_loss_is_the_code_heads_cross_entropy_and_trains_both_players(digits):
+    config = GANConfig.tiny(dropout=0.0, batch_size=8, latent_codes=3, info_weight=0.5)
+    gan = GAN(config)
+    noise = tf.random.stateless_normal([8, 8], seed=[1, 2])
+    fake = gan.generator(noise, training=True)
+    code_logits = gan.code_head(models.discriminator_features(gan.discriminator, fake))
+    expected = 0.5 * float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        tf.argmax(noise[:, :3], axis=1), code_logits)))
+    gan = GAN(config)  # the same seed, fresh batch statistics
+    head_before = [v.numpy().copy() for v in gan.code_head.trainable_variables]
+    out = gan.train_step(digits, noise=noise)
+    assert float(out["info_loss"]) == pytest.approx(expected, rel=1e-4)
+    assert not any(np.allclose(a, b.numpy()) for a, b in zip(head_before, gan.code_head.trainable_variables))
+    without = GAN(config.replace(latent_codes=0))
+    assert without.code_head is None and "info_loss" not in without.train_step(digits, noise=noise)
+
+
+def test_latent_codes_are_refused_where_they_make_no_sense(tmp_path):
+    with pytest.raises(AigcError, match="`latent_codes` is for the unconditional GAN"):
+        train_gan(GANConfig.tiny(latent_codes=3, conditional=True), tmp_path / "a", steps=1, verbose=False)
+    with pytest.raises(AigcError, match=r"`latent_codes` must be in \[0, latent_dim=8\)"):
+        train_gan(GANConfig.tiny(latent_codes=8), tmp_path / "b", steps=1, verbose=False)
+    with pytest.raises(AigcError, match="`r1_interval` must be >= 1"):
+        train_gan(GANConfig.tiny(r1_interval=0), tmp_path / "c", steps=1, verbose=False)
+    assert not any(tmp_path.iterdir())
+
+
 # ---------------------------------------------------------------------------------------------- fp16
 def test_fp16_step_scales_the_loss_and_computes_the_fp32_update(digits):
     """mixed_float16 layers with a LossScaleOptimizer: after three steps the weights match fp32's (the tolerance
@@ -196,11 +256,13 @@ def test_fp16_skips_a_step_whose_gradients_overflow(digits):
 def test_recipe_round_trips_through_config_cli_and_resume(tmp_path, mnist_train):
     args = build_parser().parse_args(["gan", "train", "--augment", "translation,color", "--ema-decay", "0.99",
                                       "--loss", "hinge", "--r1-gamma", "0.5", "--beta-2", "0.99",
-                                      "--d-learning-rate-ratio", "2"])
+                                      "--d-learning-rate-ratio", "2", "--r1-interval", "3", "--latent-codes", "3",
+                                      "--info-weight", "0.5"])
     from aigc_tf.cli import GAN_FLAGS
 
     recipe = {name: getattr(args, name) for name in GAN_FLAGS if getattr(args, name) is not None}
     config = GANConfig.tiny(**recipe)
+    assert (config.r1_interval, config.latent_codes, config.info_weight) == (3, 3, 0.5)
     assert from_dict(json.loads(to_json(config))) == config
 
     run = tmp_path / "run"
@@ -215,6 +277,8 @@ def test_recipe_round_trips_through_config_cli_and_resume(tmp_path, mnist_train)
     gan.restore(run / "checkpoints")
     for a, b in zip(gan.generator_ema.get_weights(), averaged.get_weights()):
         np.testing.assert_array_equal(a, b)
+    assert gan.code_head is not None and not np.allclose(gan.code_head.get_weights()[0],
+                                                         GAN(config).code_head.get_weights()[0])  # restored
 
     with pytest.raises(AigcError, match="ema_decay"):
         train_gan(config.replace(ema_decay=0.0), run, steps=60, verbose=False)

@@ -34,8 +34,40 @@ def build_generator(config) -> keras.Model:
                        name="conditional_generator")
 
 
+@keras.saving.register_keras_serializable(package="aigc_tf")
+class CategoricalCode(keras.layers.Layer):
+    """Turns the first `codes` noise dimensions into a one-hot category: their argmax, uniform over `codes`.
+
+    A generator fed only Gaussian noise maps a connected space onto the data, so between two digit classes it
+    must also draw the digits in between (a continuous map cannot tear the noise space apart; Khayatkhoei et al.
+    2018, "Disconnected Manifold Learning for Generative Adversarial Networks"). A categorical code gives it
+    disconnected pieces to draw each class from (InfoGAN, Chen et al. 2016, whose discriminator also learns to
+    recover the code from the image; see `code_of` and the training step). The argmax of i.i.d. Gaussians is
+    uniform, so the generator's input stays plain N(0, I) noise for every caller: sampling, the sample grids,
+    evaluation and the exported SavedModel draw noise as before, and no label is ever used.
+    """
+
+    def __init__(self, codes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.codes = codes
+
+    def call(self, noise):
+        one_hot = keras.ops.one_hot(code_of(noise, self.codes), self.codes, dtype=noise.dtype)  # (B, codes)
+        return keras.ops.concatenate([one_hot, noise[:, self.codes:]], axis=-1)  # (B, Z): the same width
+
+    def get_config(self):
+        return {**super().get_config(), "codes": self.codes}
+
+
+def code_of(noise, codes: int):
+    """The category (B,) int that `CategoricalCode` reads from noise (B, Z): the argmax of its first `codes` dims."""
+    return keras.ops.argmax(noise[:, :codes], axis=-1)
+
+
 def _generator_stack(config, input_dim: int) -> keras.Sequential:
     layers = [keras.Input((input_dim,), name="noise")]
+    if config.latent_codes:
+        layers.append(CategoricalCode(config.latent_codes))
     for units in config.generator_units:
         layers += [
             keras.layers.Dense(units),
@@ -82,3 +114,21 @@ def _maybe_spectral(config, dense: keras.layers.Dense) -> keras.layers.Layer:
     one power iteration per step; Miyato et al. 2018): each layer, and so D, is 1-Lipschitz, which bounds how sharply
     D's verdict can change between nearby images and keeps its gradients to G informative."""
     return keras.layers.SpectralNormalization(dense) if config.spectral_norm else dense
+
+
+def build_code_head(config) -> keras.Model:
+    """InfoGAN's Q head: D's last hidden features (B, units) -> logits of the categorical code (B, latent_codes).
+
+    Trained with D (and G) to recover from a generated image the code it was drawn with, which makes G give each
+    code a recognisably different output: the mutual-information term of Chen et al. 2016 for a categorical code.
+    """
+    return keras.Sequential([keras.Input((config.discriminator_units[-1],)), keras.layers.Dense(config.latent_codes)],
+                            name="code_head")
+
+
+def discriminator_features(discriminator: keras.Sequential, images, training: bool = True):
+    """D's last hidden features of images (B, 28, 28, 1): every layer of the unconditional D but the logit."""
+    features = images
+    for layer in discriminator.layers[:-1]:
+        features = layer(features, training=training)
+    return features

@@ -33,7 +33,7 @@ import tensorflow as tf
 from aigc_tf import AigcError, TrainingInterrupted, distribute, plots
 from aigc_tf.data import images as image_data
 from aigc_tf.gan import augment, losses
-from aigc_tf.gan.models import build_discriminator, build_generator
+from aigc_tf.gan.models import build_code_head, build_discriminator, build_generator, code_of, discriminator_features
 from aigc_tf.gan.sample import CHECKPOINT_ERRORS, generate, grid_labels
 from aigc_tf.hardware import MIXED_POLICIES
 from aigc_tf.runs import RunFolder
@@ -52,13 +52,15 @@ class GAN:
         with seeded(config.seed), _precision_policy(config.precision):  # seeds: weights, dropout; variables fp32
             self.generator = build_generator(config)
             self.discriminator = build_discriminator(config)
+            # InfoGAN's Q head shares D's features and learns with D, under D's optimiser.
+            self.code_head = build_code_head(config) if config.latent_codes else None
         if tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1:
             _synchronize_batch_norm(self.generator)
         self.g_optimizer = _optimizer(config, config.learning_rate)
         self.d_optimizer = _optimizer(config, config.learning_rate * config.d_learning_rate_ratio)
         # Build the optimiser slots now so a checkpoint restores into existing variables.
         self.g_optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.d_optimizer.build(self._d_variables())
         self.augment = augment.parse_policy(config.augment)  # checked before any step is traced
         self.generator_ema = None
         if config.ema_decay:
@@ -70,6 +72,8 @@ class GAN:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         tracked = {"generator_ema": self.generator_ema} if self.generator_ema is not None else {}
+        if self.code_head is not None:
+            tracked["code_head"] = self.code_head
         self.checkpoint = tf.train.Checkpoint(
             generator=self.generator, discriminator=self.discriminator, g_optimizer=self.g_optimizer,
             d_optimizer=self.d_optimizer, noise_rng=self.noise_rng, step=self.step,
@@ -80,7 +84,7 @@ class GAN:
         """The generator that samples, evaluates and exports: the EMA copy when the run keeps one."""
         return self.generator_ema if self.generator_ema is not None else self.generator
 
-    def train_step(self, real_images, labels=None, noise=None, augment_seeds=None):
+    def train_step(self, real_images, labels=None, noise=None, augment_seeds=None, regularize=True):
         """One update of D and of G on a batch of real images (B, 28, 28, 1) in [-1, 1].
 
         A conditional GAN also takes the batch's labels (B,) int32: G draws fakes of the same classes and D judges
@@ -88,8 +92,9 @@ class GAN:
 
         `noise` (B, Z) and, with augmentation, `augment_seeds` (2, 2) int32 (one stateless seed for the real batch,
         one for the fakes) are drawn from the checkpointed generator unless given (tests pass them: XLA's random
-        kernels do not produce the same numbers as TensorFlow's). Returns the batch's losses and D's mean belief
-        that real and generated images are real.
+        kernels do not produce the same numbers as TensorFlow's). `regularize` (a Python bool: each value is its
+        own trace) says whether this step adds the R1 penalty; see `regularizes`. Returns the batch's losses and D's
+        mean belief that real and generated images are real.
         """
         batch_size = tf.shape(real_images)[0]
         global_batch_size = self.config.batch_size  # == batch_size unless a strategy splits the batch
@@ -102,38 +107,57 @@ class GAN:
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake_images = self.generator(condition(noise), training=True)  # (B, 28, 28, 1)
             real_seen = self._seen_by_d(real_images, augment_seeds, 0)
-            if self.config.r1_gamma:
+            if self.config.r1_gamma and regularize:
                 d_tape.watch(real_seen)  # the R1 penalty differentiates D's verdict on real images by its input
                 with tf.GradientTape() as r1_tape:
                     r1_tape.watch(real_seen)
                     real_logits = self.discriminator(condition(real_seen), training=True)  # (B, 1)
                     real_sum = tf.reduce_sum(tf.cast(real_logits, tf.float32))  # each example's own gradient
-                r1 = self.config.r1_gamma / 2 * _squared_norm(r1_tape.gradient(real_sum, real_seen))  # (B,)
+                # Every r1_interval-th step carries the penalty of r1_interval steps (lazy regularisation).
+                r1_weight = self.config.r1_gamma / 2 * self.config.r1_interval
+                r1 = r1_weight * _squared_norm(r1_tape.gradient(real_sum, real_seen))  # (B,)
             else:
                 real_logits = self.discriminator(condition(real_seen), training=True)  # (B, 1)
                 r1 = 0.0
             fake_seen = self._seen_by_d(fake_images, augment_seeds, 1)
-            fake_logits = self.discriminator(condition(fake_seen), training=True)  # (B, 1)
+            info = 0.0
+            if self.code_head is None:
+                fake_logits = self.discriminator(condition(fake_seen), training=True)  # (B, 1)
+            else:  # D's features feed both its verdict and the code head
+                features = discriminator_features(self.discriminator, fake_seen)  # (B, units)
+                fake_logits = self.discriminator.layers[-1](features)  # (B, 1)
+                code_logits = tf.cast(self.code_head(features), tf.float32)  # (B, K)
+                # Both players lower it: D's head learns to read the code, G learns to draw it legibly.
+                info = self.config.info_weight * tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    code_of(noise, self.config.latent_codes), code_logits)  # (B,)
             # Under bf16/fp16 the logits come out in half precision: losses and their reduction run in float32.
             real_logits, fake_logits = tf.cast(real_logits, tf.float32), tf.cast(fake_logits, tf.float32)
             g_loss = tf.nn.compute_average_loss(
-                losses.generator_loss(self.config.loss, fake_logits), global_batch_size=global_batch_size)
+                losses.generator_loss(self.config.loss, fake_logits) + info, global_batch_size=global_batch_size)
             d_loss = tf.nn.compute_average_loss(
                 losses.discriminator_loss(self.config.loss, real_logits, fake_logits, self.config.label_smoothing)
-                + r1, global_batch_size=global_batch_size)
+                + r1 + info, global_batch_size=global_batch_size)
             g_scaled, d_scaled = _scale(self.g_optimizer, g_loss), _scale(self.d_optimizer, d_loss)
         g_vars = self.generator.trainable_variables
-        d_vars = self.discriminator.trainable_variables
+        d_vars = self._d_variables()
         # A LossScaleOptimizer (fp16) divides the gradients of the scaled loss by the scale before Adam sees them.
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_scaled, g_vars), g_vars))
         self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_scaled, d_vars), d_vars))
         self.step.assign_add(1)
-        return {
+        outputs = {
             "g_loss": g_loss,
             "d_loss": d_loss,
             "d_real": tf.reduce_mean(tf.sigmoid(real_logits)),
             "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits)),
         }
+        if self.code_head is not None:
+            outputs["info_loss"] = tf.nn.compute_average_loss(info, global_batch_size=global_batch_size)
+        return outputs
+
+    def _d_variables(self) -> list:
+        """What D's optimiser trains: D, and the code head when the recipe has one."""
+        head = self.code_head.trainable_variables if self.code_head is not None else []
+        return self.discriminator.trainable_variables + head
 
     def _seen_by_d(self, images, augment_seeds, which: int):
         """The images as D sees them: augmented with seed `which` when the recipe augments, else unchanged."""
@@ -179,13 +203,25 @@ class GAN:
             for layer, momentum in zip(norms, momenta):
                 layer.momentum = momentum
 
-    def _train_step_and_ema(self, real_images, labels=None, noise=None, augment_seeds=None):
-        outputs = self.train_step(real_images, labels, noise, augment_seeds)
+    def regularizes(self, step: int) -> bool:
+        """Whether step number `step` (0-based, counted over the whole run) adds the R1 penalty.
+
+        R1 differentiates D's gradient with respect to its input, a second backward pass through D that made the
+        step 1.7x slower. StyleGAN2's lazy regularisation (Karras et al. 2020) adds it on every `r1_interval`-th
+        step only, weighted by the interval, so the penalty per image seen stays the same at a fraction of the cost.
+        Counted by the global step, so a resumed run regularises the same steps as an uninterrupted one.
+        """
+        return bool(self.config.r1_gamma) and step % self.config.r1_interval == 0
+
+    def _train_step_and_ema(self, real_images, labels=None, noise=None, augment_seeds=None, regularize=True):
+        outputs = self.train_step(real_images, labels, noise, augment_seeds, regularize)
         self.update_ema()
         return outputs
 
     def compiled_train_step(self, jit_compile: bool | None = None):
-        """The step as a `tf.function`, XLA-compiled unless `jit_compile=False` (the `--no-xla` comparison)."""
+        """The step as a `tf.function`, XLA-compiled unless `jit_compile=False` (the `--no-xla` comparison).
+
+        Called with `regularize=True` and `=False` it compiles twice, once per program (with and without R1)."""
         jit = self.config.jit_compile if jit_compile is None else jit_compile
         return tf.function(self._train_step_and_ema, jit_compile=jit)
 
@@ -198,8 +234,8 @@ class GAN:
         if not distribute.is_distributed(strategy):
             return self.compiled_train_step()
 
-        def step(*batch):
-            per_replica = strategy.run(self.train_step, args=batch)
+        def step(*batch, regularize=True):
+            per_replica = strategy.run(self.train_step, args=batch, kwargs={"regularize": regularize})
             self.update_ema()
             return {name: strategy.reduce(tf.distribute.ReduceOp.SUM if name.endswith("_loss")
                                           else tf.distribute.ReduceOp.MEAN, value, axis=None)
@@ -234,6 +270,12 @@ def _check_recipe(config) -> None:
         raise AigcError(f"`ema_decay` must be in [0, 1), got {config.ema_decay}")
     if config.r1_gamma < 0:
         raise AigcError(f"`r1_gamma` must be >= 0, got {config.r1_gamma}")
+    if config.latent_codes and config.conditional:
+        raise AigcError("`latent_codes` is for the unconditional GAN; a conditional GAN already draws from labels")
+    if not 0 <= config.latent_codes < config.latent_dim:
+        raise AigcError(f"`latent_codes` must be in [0, latent_dim={config.latent_dim}), got {config.latent_codes}")
+    if config.r1_interval < 1:
+        raise AigcError(f"`r1_interval` must be >= 1 (1 = R1 on every step), got {config.r1_interval}")
 
 
 def _optimizer(config, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -319,7 +361,7 @@ class TrainResult:
 def _progress_bar(steps: int, verbose: bool):
     """Keras' bar, with the same verbosity rule as the `fit`-trained runs."""
     return keras.utils.Progbar(steps, verbose=progress_verbosity(verbose),
-                               stateful_metrics=["g_loss", "d_loss", "d_real", "d_fake"],
+                               stateful_metrics=["g_loss", "d_loss", "d_real", "d_fake", "info_loss"],
                                unit_name="step")
 
 
@@ -387,7 +429,8 @@ def _train_loop(config, run: RunFolder, dist, chief: bool, train_data, steps_per
                 sums, count, began = {}, 0, time.perf_counter()
                 while step < epoch_end:
                     batch = next(batches)
-                    outputs_of_step = step_fn(*batch) if config.conditional else step_fn(batch)
+                    batch = batch if config.conditional else (batch,)
+                    outputs_of_step = step_fn(*batch, regularize=gan.regularizes(step))
                     metrics = {k: float(v) for k, v in outputs_of_step.items()}
                     step, count = step + 1, count + 1
                     if not all(math.isfinite(v) for v in metrics.values()):  # stop before a checkpoint can store it
