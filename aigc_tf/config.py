@@ -46,6 +46,7 @@ class GANConfig:
     augment: str = ""  # DiffAugment policy for every image D sees, e.g. "translation,cutout,color"; "" = none
     latent_codes: int = 0  # K > 0: a categorical code in the noise + InfoGAN's code head on D (gan.models)
     info_weight: float = 1.0  # weight of the code-recovery (mutual information) loss when latent_codes > 0
+    top_k: float = 1.0  # < 1: G learns from the fakes D rates best, annealed to this share (Sinha et al. 2020)
     ema_decay: float = 0.999  # sample, evaluate and export an EMA of G's weights (Yazici et al. 2019); 0 = off
     epochs: int = 120  # 15,000 steps, ~3.5 min on 2 cores
     seed: int = 0

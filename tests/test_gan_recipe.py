@@ -170,6 +170,19 @@ def test_lazy_r1_adds_the_penalty_of_k_steps_on_every_kth_step_only(digits):
     assert not GAN(GANConfig.tiny(r1_gamma=0.0)).regularizes(0)
 
 
+def test_top_k_training_keeps_the_fakes_d_rates_best_at_the_batch_mean_scale():
+    gan = GAN(GANConfig.tiny(top_k=0.5, batch_size=8))
+    per_example = tf.constant([1.0, 2, 3, 4, 5, 6, 7, 8])
+    logits = tf.constant([[1.0], [8], [2], [7], [3], [6], [4], [5]])  # D prefers fakes 1, 3, 5, 7
+    assert gan.set_top_k_share(0) == 1.0  # every fake at first
+    np.testing.assert_allclose(gan._best_fakes_only(per_example, logits), per_example)
+    assert gan.set_top_k_share(69) == pytest.approx(0.5)  # 0.99 ** 69 = 0.4998: the floor
+    kept = tf.function(gan._best_fakes_only, jit_compile=True)(per_example, logits)  # under XLA, as in the step
+    np.testing.assert_allclose(kept, [0, 4, 0, 8, 0, 12, 0, 16])  # the best half, doubled: the same mean scale
+    assert gan.set_top_k_share(10) == pytest.approx(0.99**10)
+    assert GAN(GANConfig.tiny()).set_top_k_share(100) == 1.0  # top_k 1: off
+
+
 # ---------------------------------------------------------------------------------------------- latent codes
 def test_categorical_code_is_the_argmax_of_the_first_noise_dims_and_keeps_the_width():
     noise = np.random.default_rng(0).standard_normal((20000, 12)).astype("float32")
@@ -200,13 +213,15 @@ def test_info_loss_is_the_code_heads_cross_entropy_and_trains_both_players(digit
     assert without.code_head is None and "info_loss" not in without.train_step(digits, noise=noise)
 
 
-def test_latent_codes_are_refused_where_they_make_no_sense(tmp_path):
+def test_recipe_values_that_make_no_sense_are_refused(tmp_path):
     with pytest.raises(AigcError, match="`latent_codes` is for the unconditional GAN"):
         train_gan(GANConfig.tiny(latent_codes=3, conditional=True), tmp_path / "a", steps=1, verbose=False)
     with pytest.raises(AigcError, match=r"`latent_codes` must be in \[0, latent_dim=8\)"):
         train_gan(GANConfig.tiny(latent_codes=8), tmp_path / "b", steps=1, verbose=False)
     with pytest.raises(AigcError, match="`r1_interval` must be >= 1"):
         train_gan(GANConfig.tiny(r1_interval=0), tmp_path / "c", steps=1, verbose=False)
+    with pytest.raises(AigcError, match=r"`top_k` must be in \(0, 1\]"):
+        train_gan(GANConfig.tiny(top_k=0.0), tmp_path / "d", steps=1, verbose=False)
     assert not any(tmp_path.iterdir())
 
 
@@ -257,12 +272,12 @@ def test_recipe_round_trips_through_config_cli_and_resume(tmp_path, mnist_train)
     args = build_parser().parse_args(["gan", "train", "--augment", "translation,color", "--ema-decay", "0.99",
                                       "--loss", "hinge", "--r1-gamma", "0.5", "--beta-2", "0.99",
                                       "--d-learning-rate-ratio", "2", "--r1-interval", "3", "--latent-codes", "3",
-                                      "--info-weight", "0.5"])
+                                      "--info-weight", "0.5", "--top-k", "0.75"])
     from aigc_tf.cli import GAN_FLAGS
 
     recipe = {name: getattr(args, name) for name in GAN_FLAGS if getattr(args, name) is not None}
     config = GANConfig.tiny(**recipe)
-    assert (config.r1_interval, config.latent_codes, config.info_weight) == (3, 3, 0.5)
+    assert (config.r1_interval, config.latent_codes, config.info_weight, config.top_k) == (3, 3, 0.5, 0.75)
     assert from_dict(json.loads(to_json(config))) == config
 
     run = tmp_path / "run"
