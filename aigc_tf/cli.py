@@ -147,7 +147,7 @@ def cmd_data_list(args) -> int:
 # ---------------------------------------------------------------------------------------------------- gan
 GAN_FLAGS = ("dataset", "source", "latent_dim", "batch_size", "learning_rate", "label_smoothing", "epochs", "seed",
              "conditional", "precision", "augment", "ema_decay", "loss", "r1_gamma", "r1_interval", "beta_1",
-             "beta_2", "d_learning_rate_ratio", "latent_codes", "info_weight", "top_k")
+             "beta_2", "d_learning_rate_ratio", "clusters", "top_k")
 
 
 def cmd_gan_train(args) -> int:
@@ -479,11 +479,9 @@ def add_gan_commands(families) -> None:
     recipe.add_argument("--r1-interval", type=positive_int, metavar="K",
                         help="add the R1 penalty on every K-th step, weighted by K (lazy regularisation) (default: "
                              f"{default_of('gan', 'r1_interval')})")
-    recipe.add_argument("--latent-codes", type=non_negative_int, metavar="K",
-                        help="draw from K categories picked by the noise, with InfoGAN's code-recovery loss; 0 = "
-                             f"plain Gaussian noise (default: {default_of('gan', 'latent_codes')})")
-    recipe.add_argument("--info-weight", type=non_negative_float,
-                        help=f"weight of the code-recovery loss (default: {default_of('gan', 'info_weight')})")
+    recipe.add_argument("--clusters", type=non_negative_int, metavar="K",
+                        help="condition G and D on K k-means clusters of the training digits (no labels); the "
+                             f"noise picks the cluster; 0 = plain noise (default: {default_of('gan', 'clusters')})")
     recipe.add_argument("--top-k", type=open_unit_interval, metavar="SHARE",
                         help="top-k training: G learns only from the fakes D rates best, 0.99x fewer each epoch "
                              f"down to this share of the batch; 1 = all (default: {default_of('gan', 'top_k')})")

@@ -44,8 +44,7 @@ class GANConfig:
     r1_interval: int = 1  # R1 on every k-th step, weighted by k (StyleGAN2's lazy regularisation); 1 = every step
     spectral_norm: bool = False  # spectrally normalised Dense layers in D (Miyato et al. 2018)
     augment: str = ""  # DiffAugment policy for every image D sees, e.g. "translation,cutout,color"; "" = none
-    latent_codes: int = 0  # K > 0: a categorical code in the noise + InfoGAN's code head on D (gan.models)
-    info_weight: float = 1.0  # weight of the code-recovery (mutual information) loss when latent_codes > 0
+    clusters: int = 0  # K > 0: G and D conditioned on K k-means clusters of the training digits (gan.clusters)
     top_k: float = 1.0  # < 1: G learns from the fakes D rates best, annealed to this share (Sinha et al. 2020)
     ema_decay: float = 0.999  # sample, evaluate and export an EMA of G's weights (Yazici et al. 2019); 0 = off
     epochs: int = 120  # 15,000 steps, ~3.5 min on 2 cores
@@ -59,13 +58,18 @@ class GANConfig:
     # Fields that define the networks and their variables: a run cannot resume with different values.
     # (ema_decay: the averaged generator is in the checkpoint or not; spectral_norm: D's power-iteration vectors.)
     ARCHITECTURE = ("family", "dataset", "latent_dim", "generator_units", "discriminator_units", "conditional",
-                    "latent_codes", "ema_decay", "spectral_norm", "dropout")
+                    "clusters", "ema_decay", "spectral_norm", "dropout")
+
+    def __post_init__(self):
+        # A conditional GAN judges with the digits' labels; the clusters stand in for them in the unconditional one.
+        if self.conditional and self.clusters:
+            object.__setattr__(self, "clusters", 0)
 
     @classmethod
     def tiny(cls, **overrides) -> "GANConfig":
         """A config that trains in seconds on 2 CPU cores, for tests."""
         base = dict(latent_dim=8, generator_units=(32,), discriminator_units=(32,), batch_size=16, epochs=1,
-                    grid_size=2)
+                    grid_size=2, clusters=4)
         return cls(**{**base, **overrides})
 
     def replace(self, **changes) -> "GANConfig":

@@ -60,7 +60,7 @@ def main() -> int:
 
     def ranked(n, keep):
         candidates = images(truncated(int(n / keep), None))
-        scores = realness(gan.discriminator, config, candidates)
+        scores = realness(gan, candidates)
         return candidates[np.argsort(-np.asarray(scores))[:n]]
 
     def measure(name, generate_fn):

@@ -1,5 +1,5 @@
 """The GAN recipe's ingredients: DiffAugment, the EMA generator, hinge loss, R1 (every step and lazy), the
-categorical latent code with its code head, fp16 loss scaling, and their round trip through the config, the CLI and
+k-means clusters G and D are conditioned on, top-k training, fp16 loss scaling, and their round trip through the config, the CLI and
 a resumed run."""
 
 import json
@@ -12,7 +12,7 @@ import tensorflow as tf
 from aigc_tf import AigcError
 from aigc_tf.cli import build_parser
 from aigc_tf.config import GANConfig, from_dict, to_json
-from aigc_tf.gan import augment, losses, models
+from aigc_tf.gan import augment, clusters, losses, models
 from aigc_tf.gan.sample import load_generator
 from aigc_tf.gan.train import GAN, train_gan
 
@@ -81,7 +81,7 @@ def test_unknown_augmentation_is_a_clear_error(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- EMA
 def test_ema_weights_follow_the_formula(digits):
-    gan = GAN(GANConfig.tiny(ema_decay=0.9, batch_size=8))
+    gan = GAN(GANConfig.tiny(clusters=0, ema_decay=0.9, batch_size=8))
     for average, weight in zip(gan.generator_ema.weights, gan.generator.weights):
         np.testing.assert_array_equal(average.numpy(), weight.numpy())  # starts as a copy of G
     step = gan.compiled_train_step(jit_compile=False)
@@ -140,7 +140,7 @@ def test_r1_adds_half_gamma_times_the_squared_input_gradient_on_real_images(digi
     noise = tf.random.stateless_normal([8, 8], seed=[1, 2])
     d_losses = {}
     for r1 in (0.0, gamma):
-        gan = GAN(GANConfig.tiny(dropout=0.0, batch_size=8, r1_gamma=r1))
+        gan = GAN(GANConfig.tiny(clusters=0, dropout=0.0, batch_size=8, r1_gamma=r1))
         with tf.GradientTape() as tape:
             tape.watch(digits)
             logits = tf.reduce_sum(gan.discriminator(digits, training=True))
@@ -156,7 +156,7 @@ def test_lazy_r1_adds_the_penalty_of_k_steps_on_every_kth_step_only(digits):
     noise = tf.random.stateless_normal([8, 8], seed=[1, 2])
 
     def d_loss(regularize=True, **changes):
-        gan = GAN(GANConfig.tiny(dropout=0.0, batch_size=8, **{"r1_gamma": 5.0, **changes}))
+        gan = GAN(GANConfig.tiny(clusters=0, dropout=0.0, batch_size=8, **{"r1_gamma": 5.0, **changes}))
         return gan, float(gan.train_step(digits, noise=noise, regularize=regularize)["d_loss"])
 
     _, plain = d_loss(r1_gamma=0.0)
@@ -183,41 +183,66 @@ def test_top_k_training_keeps_the_fakes_d_rates_best_at_the_batch_mean_scale():
     assert GAN(GANConfig.tiny()).set_top_k_share(100) == 1.0  # top_k 1: off
 
 
-# ---------------------------------------------------------------------------------------------- latent codes
-def test_categorical_code_is_the_argmax_of_the_first_noise_dims_and_keeps_the_width():
-    noise = np.random.default_rng(0).standard_normal((20000, 12)).astype("float32")
-    coded = models.CategoricalCode(4)(noise).numpy()
-    assert coded.shape == noise.shape
-    np.testing.assert_array_equal(coded[:, :4], np.eye(4)[noise[:, :4].argmax(axis=1)])
-    np.testing.assert_array_equal(coded[:, 4:], noise[:, 4:])
-    shares = np.bincount(noise[:, :4].argmax(axis=1), minlength=4) / len(noise)
-    np.testing.assert_allclose(shares, 0.25, atol=0.015)  # N(0, I) noise picks every code equally often
-    generator = models.build_generator(GANConfig.tiny(latent_codes=4, latent_dim=12))
-    assert generator.input_shape == (None, 12)  # callers keep drawing plain noise of latent_dim
+# ---------------------------------------------------------------------------------------------- clusters
+def test_cluster_code_draws_each_cluster_with_its_share_from_plain_noise():
+    layer = models.ClusterCode(3)
+    noise = np.random.default_rng(0).standard_normal((30000, 6)).astype("float32")
+    layer.build(noise.shape)
+    layer.set_shares([0.5, 0.3, 0.2])
+    coded = layer(noise).numpy()
+    assert coded.shape == (30000, 3 + 5)  # one-hot cluster + the other noise values
+    drawn = coded[:, :3].argmax(axis=1)
+    np.testing.assert_array_equal(coded[:, :3], np.eye(3)[drawn])
+    np.testing.assert_array_equal(coded[:, 3:], noise[:, 1:])
+    np.testing.assert_allclose(np.bincount(drawn) / len(drawn), [0.5, 0.3, 0.2], atol=0.01)
+    np.testing.assert_array_equal(drawn, models.cluster_of(noise, layer.cumulative_shares))
+    assert (drawn[noise[:, 0] < -0.1] == 0).all()  # Phi(-0.1) = 0.46 < 0.5: the first cluster
+    generator = models.build_generator(GANConfig.tiny(clusters=3))
+    assert generator.input_shape == (None, 8)  # callers keep drawing plain noise of latent_dim
 
 
-def test_info_loss_is_the_code_heads_cross_entropy_and_trains_both_players(digits):
-    config = GANConfig.tiny(dropout=0.0, batch_size=8, latent_codes=3, info_weight=0.5)
+def test_kmeans_clusters_are_stored_with_the_run_and_assign_like_training(mnist_train, tmp_path):
+    images = mnist_train.images[:600]
+    found, fitted = clusters.load_or_fit(tmp_path, images, 4, seed=0)
+    assert fitted and (tmp_path / clusters.CLUSTERS_FILE).exists()
+    assert found.centroids.shape == (4, 784) and found.assignments.shape == (600,)
+    np.testing.assert_allclose(found.shares.sum(), 1.0)
+    again, fitted_again = clusters.load_or_fit(tmp_path, images, 4, seed=0)
+    assert not fitted_again
+    np.testing.assert_array_equal(again.assignments, found.assignments)
+    # The nearest centroid, as D's judge uses it, is the cluster k-means gave each training digit.
+    assert np.mean(clusters.assign(images / 255.0, found.centroids) == found.assignments) > 0.99
+    np.testing.assert_array_equal(clusters.assign(found.centroids.reshape(4, 28, 28, 1), found.centroids), range(4))
+    with pytest.raises(AigcError, match="holds 4 clusters of 600 digits, not 5 of 600"):
+        clusters.load_or_fit(tmp_path, images, 5, seed=0)
+
+
+def test_clustered_d_judges_real_digits_with_their_cluster_and_fakes_with_the_drawn_one(digits):
+    config = GANConfig.tiny(dropout=0.0, batch_size=8, r1_gamma=0.0, clusters=3, ema_decay=0.0)
     gan = GAN(config)
+    models.cluster_code(gan.generator).set_shares([0.2, 0.3, 0.5])
     noise = tf.random.stateless_normal([8, 8], seed=[1, 2])
+    real_clusters = tf.constant([0, 1, 2, 0, 1, 2, 0, 1])
     fake = gan.generator(noise, training=True)
-    code_logits = gan.code_head(models.discriminator_features(gan.discriminator, fake))
-    expected = 0.5 * float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        tf.argmax(noise[:, :3], axis=1), code_logits)))
-    gan = GAN(config)  # the same seed, fresh batch statistics
-    head_before = [v.numpy().copy() for v in gan.code_head.trainable_variables]
-    out = gan.train_step(digits, noise=noise)
-    assert float(out["info_loss"]) == pytest.approx(expected, rel=1e-4)
-    assert not any(np.allclose(a, b.numpy()) for a, b in zip(head_before, gan.code_head.trainable_variables))
-    without = GAN(config.replace(latent_codes=0))
-    assert without.code_head is None and "info_loss" not in without.train_step(digits, noise=noise)
+    drawn = models.cluster_of(noise, models.cluster_code(gan.generator).cumulative_shares)
+    expected = losses.discriminator_loss("non_saturating", gan.discriminator([digits, real_clusters]),
+                                         gan.discriminator([fake, drawn]))
+    another = tf.constant([2, 2, 2, 2, 2, 2, 2, 2])
+    wrong = losses.discriminator_loss("non_saturating", gan.discriminator([digits, another]),
+                                      gan.discriminator([fake, drawn]))
+    assert not np.isclose(float(tf.reduce_mean(expected)), float(tf.reduce_mean(wrong)))  # the labels matter
+    out = gan.train_step(digits, real_clusters, noise=noise)
+    assert float(out["d_loss"]) == pytest.approx(float(tf.reduce_mean(expected)), rel=1e-5)
+
+
+def test_a_conditional_gan_has_no_clusters():
+    assert GANConfig(conditional=True, clusters=50).clusters == 0
+    assert GANConfig(clusters=50).clusters == 50
 
 
 def test_recipe_values_that_make_no_sense_are_refused(tmp_path):
-    with pytest.raises(AigcError, match="`latent_codes` is for the unconditional GAN"):
-        train_gan(GANConfig.tiny(latent_codes=3, conditional=True), tmp_path / "a", steps=1, verbose=False)
-    with pytest.raises(AigcError, match=r"`latent_codes` must be in \[0, latent_dim=8\)"):
-        train_gan(GANConfig.tiny(latent_codes=8), tmp_path / "b", steps=1, verbose=False)
+    with pytest.raises(AigcError, match="`clusters` must be >= 0"):
+        train_gan(GANConfig.tiny(clusters=-1), tmp_path / "a", steps=1, verbose=False)
     with pytest.raises(AigcError, match="`r1_interval` must be >= 1"):
         train_gan(GANConfig.tiny(r1_interval=0), tmp_path / "c", steps=1, verbose=False)
     with pytest.raises(AigcError, match=r"`top_k` must be in \(0, 1\]"):
@@ -232,7 +257,7 @@ def test_fp16_step_scales_the_loss_and_computes_the_fp32_update(digits):
     noise = tf.random.stateless_normal([8, 8], seed=[1, 2])
     weights = {}
     for precision in ("fp32", "fp16"):
-        gan = GAN(GANConfig.tiny(dropout=0.0, batch_size=8, precision=precision, learning_rate=1e-2))
+        gan = GAN(GANConfig.tiny(clusters=0, dropout=0.0, batch_size=8, precision=precision, learning_rate=1e-2))
         start = [v.numpy().copy() for v in gan.generator.trainable_variables]
         if precision == "fp16":
             assert isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
@@ -257,7 +282,7 @@ def test_fp16_step_scales_the_loss_and_computes_the_fp32_update(digits):
 
 
 def test_fp16_skips_a_step_whose_gradients_overflow(digits):
-    gan = GAN(GANConfig.tiny(dropout=0.0, batch_size=8, precision="fp16"))
+    gan = GAN(GANConfig.tiny(clusters=0, dropout=0.0, batch_size=8, precision="fp16"))
     scale = float(gan.d_optimizer.dynamic_scale.numpy())
     before = [v.numpy().copy() for v in gan.discriminator.trainable_variables]
     huge = tf.fill(tf.shape(digits), 6e4)  # float16's limit is 65504: D's activations overflow to inf
@@ -271,13 +296,13 @@ def test_fp16_skips_a_step_whose_gradients_overflow(digits):
 def test_recipe_round_trips_through_config_cli_and_resume(tmp_path, mnist_train):
     args = build_parser().parse_args(["gan", "train", "--augment", "translation,color", "--ema-decay", "0.99",
                                       "--loss", "hinge", "--r1-gamma", "0.5", "--beta-2", "0.99",
-                                      "--d-learning-rate-ratio", "2", "--r1-interval", "3", "--latent-codes", "3",
-                                      "--info-weight", "0.5", "--top-k", "0.75"])
+                                      "--d-learning-rate-ratio", "2", "--r1-interval", "3", "--clusters", "3",
+                                      "--top-k", "0.75"])
     from aigc_tf.cli import GAN_FLAGS
 
     recipe = {name: getattr(args, name) for name in GAN_FLAGS if getattr(args, name) is not None}
     config = GANConfig.tiny(**recipe)
-    assert (config.r1_interval, config.latent_codes, config.info_weight, config.top_k) == (3, 3, 0.5, 0.75)
+    assert (config.r1_interval, config.clusters, config.top_k) == (3, 3, 0.75)
     assert from_dict(json.loads(to_json(config))) == config
 
     run = tmp_path / "run"
@@ -292,8 +317,9 @@ def test_recipe_round_trips_through_config_cli_and_resume(tmp_path, mnist_train)
     gan.restore(run / "checkpoints")
     for a, b in zip(gan.generator_ema.get_weights(), averaged.get_weights()):
         np.testing.assert_array_equal(a, b)
-    assert gan.code_head is not None and not np.allclose(gan.code_head.get_weights()[0],
-                                                         GAN(config).code_head.get_weights()[0])  # restored
+    stored_shares = clusters.load(run).shares  # fitted on the first start, restored with G, not fitted again
+    np.testing.assert_allclose(models.cluster_code(averaged).cumulative_shares.numpy(), np.cumsum(stored_shares),
+                               rtol=1e-6)
 
     with pytest.raises(AigcError, match="ema_decay"):
         train_gan(config.replace(ema_decay=0.0), run, steps=60, verbose=False)

@@ -182,6 +182,7 @@ def test_robust_training_is_seeded_and_ramps_epsilon(tiny_training, digits):
 # ---------------------------------------------------------------------------------------------------- discriminator
 def test_discriminator_is_restored_as_the_training_resume_restores_it(tiny_gan_run):
     from aigc_tf.gan.train import GAN
+    from aigc_tf.gan import clusters
     from aigc_tf.robustness.discriminator import load_gan_networks, realness
 
     run_dir, config, result = tiny_gan_run
@@ -190,8 +191,9 @@ def test_discriminator_is_restored_as_the_training_resume_restores_it(tiny_gan_r
     loaded = load_gan_networks(run_dir)
     assert loaded.step == result.step
     images = np.random.default_rng(0).uniform(0, 1, (8, 28, 28, 1)).astype(np.float32)
-    np.testing.assert_allclose(realness(loaded.discriminator, config, images),
-                               1 / (1 + np.exp(-np.asarray(resumed.discriminator(images * 2 - 1))[:, 0])), rtol=1e-5)
+    nearest = clusters.assign(images, clusters.load(run_dir).centroids)  # D judges each image with its cluster
+    logits = np.asarray(resumed.discriminator([images * 2 - 1, nearest]))[:, 0]
+    np.testing.assert_allclose(realness(loaded, images), 1 / (1 + np.exp(-logits)), rtol=1e-5)
     noise = np.random.default_rng(1).standard_normal((4, config.latent_dim)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(loaded.generator(noise, training=False)),
                                np.asarray(resumed.sampling_generator(noise, training=False)), atol=1e-6)

@@ -8,11 +8,16 @@ Conditional variant (Mirza & Osindero 2014, "Conditional Generative Adversarial 
 a one-hot label is joined to the noise at G's input and to the flattened image at D's input, so G learns p(x | y)
 and `aigc-tf gan sample --digit 7` draws sevens. The same Sequential stacks do the work; a small functional model
 only joins the inputs.
+
+Clustered variant (`config.clusters`, the default): the same conditioning on k-means clusters of the training
+digits instead of labels, with the cluster drawn from the noise inside G (`ClusterCode`), so G still maps noise
+alone to an image; why in aigc_tf.gan.clusters.
 """
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 IMAGE_SHAPE = (28, 28, 1)
 IMAGE_PIXELS = 28 * 28
@@ -35,39 +40,54 @@ def build_generator(config) -> keras.Model:
 
 
 @keras.saving.register_keras_serializable(package="aigc_tf")
-class CategoricalCode(keras.layers.Layer):
-    """Turns the first `codes` noise dimensions into a one-hot category: their argmax, uniform over `codes`.
+class ClusterCode(keras.layers.Layer):
+    """Noise (B, Z) -> [one-hot cluster (B, K), the other Z - 1 noise values]: the noise picks the cluster.
 
-    A generator fed only Gaussian noise maps a connected space onto the data, so between two digit classes it
-    must also draw the digits in between (a continuous map cannot tear the noise space apart; Khayatkhoei et al.
-    2018, "Disconnected Manifold Learning for Generative Adversarial Networks"). A categorical code gives it
-    disconnected pieces to draw each class from (InfoGAN, Chen et al. 2016, whose discriminator also learns to
-    recover the code from the image; see `code_of` and the training step). The argmax of i.i.d. Gaussians is
-    uniform, so the generator's input stays plain N(0, I) noise for every caller: sampling, the sample grids,
-    evaluation and the exported SavedModel draw noise as before, and no label is ever used.
+    The first noise value, through the normal CDF, is uniform on [0, 1]; it falls into cluster k with the
+    probability of k's share of the training digits (`cumulative_shares`, set when training starts and stored
+    with the weights). So G's input stays plain N(0, I) noise for every caller (sampling, the sample grids,
+    evaluation, the exported SavedModel) while each digit comes from one cluster (see aigc_tf.gan.clusters).
     """
 
-    def __init__(self, codes: int, **kwargs):
+    def __init__(self, clusters: int, **kwargs):
         super().__init__(**kwargs)
-        self.codes = codes
+        self.clusters = clusters
+
+    def build(self, input_shape):
+        # Uniform until training sets the clusters' shares; float32 under any precision policy (a share of 0.3%
+        # is below bfloat16's resolution near 1).
+        uniform = np.arange(1, self.clusters + 1, dtype=np.float32) / self.clusters
+        self.cumulative_shares = self.add_weight(shape=(self.clusters,), initializer=keras.initializers.Constant(
+            uniform), trainable=False, dtype="float32", autocast=False, name="cumulative_shares")
 
     def call(self, noise):
-        one_hot = keras.ops.one_hot(code_of(noise, self.codes), self.codes, dtype=noise.dtype)  # (B, codes)
-        return keras.ops.concatenate([one_hot, noise[:, self.codes:]], axis=-1)  # (B, Z): the same width
+        one_hot = keras.ops.one_hot(cluster_of(noise, self.cumulative_shares), self.clusters, dtype=noise.dtype)
+        return keras.ops.concatenate([one_hot, noise[:, 1:]], axis=-1)  # (B, K + Z - 1)
+
+    def set_shares(self, shares) -> None:
+        self.cumulative_shares.assign(np.cumsum(shares).astype(np.float32))
 
     def get_config(self):
-        return {**super().get_config(), "codes": self.codes}
+        return {**super().get_config(), "clusters": self.clusters}
 
 
-def code_of(noise, codes: int):
-    """The category (B,) int that `CategoricalCode` reads from noise (B, Z): the argmax of its first `codes` dims."""
-    return keras.ops.argmax(noise[:, :codes], axis=-1)
+def cluster_of(noise, cumulative_shares):
+    """The cluster (B,) int32 that `ClusterCode` draws for noise (B, Z): where Phi(noise[:, 0]) falls among the
+    cumulative shares. A count of boundaries below it, not a search: XLA compiles it, and so does a stock server."""
+    uniform = 0.5 * (1.0 + keras.ops.erf(keras.ops.cast(noise[:, 0], "float32") / np.sqrt(2.0)))  # (B,)
+    below = keras.ops.greater(uniform[:, None], cumulative_shares[None, :-1])  # (B, K - 1)
+    return keras.ops.sum(keras.ops.cast(below, "int32"), axis=1)
+
+
+def cluster_code(generator: keras.Model) -> ClusterCode | None:
+    """The generator's `ClusterCode` layer, or None for a generator without clusters."""
+    return next((layer for layer in generator.layers if isinstance(layer, ClusterCode)), None)
 
 
 def _generator_stack(config, input_dim: int) -> keras.Sequential:
     layers = [keras.Input((input_dim,), name="noise")]
-    if config.latent_codes:
-        layers.append(CategoricalCode(config.latent_codes))
+    if config.clusters:
+        layers.append(ClusterCode(config.clusters))
     for units in config.generator_units:
         layers += [
             keras.layers.Dense(units),
@@ -87,14 +107,20 @@ def build_discriminator(config) -> keras.Model:
     No BatchNormalization here: it would mix real and fake statistics inside a batch. Dropout keeps D from
     memorising the (small) training set and overpowering G.
     """
-    if not config.conditional:
+    if not judges_with_labels(config):
         return _discriminator_stack(config, [keras.Input(IMAGE_SHAPE, name="image"), keras.layers.Flatten()])
+    classes = config.clusters or config.num_classes
     image = keras.Input(IMAGE_SHAPE, name="image")
     label = keras.Input((), dtype="int32", name="label")
-    one_hot = keras.layers.CategoryEncoding(config.num_classes, output_mode="one_hot")(label)
+    one_hot = keras.layers.CategoryEncoding(classes, output_mode="one_hot")(label)
     joined = keras.layers.Concatenate()([keras.layers.Flatten()(image), one_hot])  # (B, 784 + classes)
-    stack = _discriminator_stack(config, [keras.Input((IMAGE_PIXELS + config.num_classes,), name="image_and_label")])
+    stack = _discriminator_stack(config, [keras.Input((IMAGE_PIXELS + classes,), name="image_and_label")])
     return keras.Model([image, label], stack(joined), name="conditional_discriminator")
+
+
+def judges_with_labels(config) -> bool:
+    """Whether D takes [image, label]: the digit for a conditional GAN, the k-means cluster for a clustered one."""
+    return bool(config.conditional or config.clusters)
 
 
 def _discriminator_stack(config, layers: list) -> keras.Sequential:
@@ -115,20 +141,3 @@ def _maybe_spectral(config, dense: keras.layers.Dense) -> keras.layers.Layer:
     D's verdict can change between nearby images and keeps its gradients to G informative."""
     return keras.layers.SpectralNormalization(dense) if config.spectral_norm else dense
 
-
-def build_code_head(config) -> keras.Model:
-    """InfoGAN's Q head: D's last hidden features (B, units) -> logits of the categorical code (B, latent_codes).
-
-    Trained with D (and G) to recover from a generated image the code it was drawn with, which makes G give each
-    code a recognisably different output: the mutual-information term of Chen et al. 2016 for a categorical code.
-    """
-    return keras.Sequential([keras.Input((config.discriminator_units[-1],)), keras.layers.Dense(config.latent_codes)],
-                            name="code_head")
-
-
-def discriminator_features(discriminator: keras.Sequential, images, training: bool = True):
-    """D's last hidden features of images (B, 28, 28, 1): every layer of the unconditional D but the logit."""
-    features = images
-    for layer in discriminator.layers[:-1]:
-        features = layer(features, training=training)
-    return features

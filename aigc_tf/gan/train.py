@@ -33,7 +33,9 @@ import tensorflow as tf
 from aigc_tf import AigcError, TrainingInterrupted, distribute, plots
 from aigc_tf.data import images as image_data
 from aigc_tf.gan import augment, losses
-from aigc_tf.gan.models import build_code_head, build_discriminator, build_generator, code_of, discriminator_features
+from aigc_tf.gan import clusters as clustering
+from aigc_tf.gan.models import (build_discriminator, build_generator, cluster_code, cluster_of,
+                                 judges_with_labels)
 from aigc_tf.gan.sample import CHECKPOINT_ERRORS, generate, grid_labels
 from aigc_tf.hardware import MIXED_POLICIES
 from aigc_tf.runs import RunFolder
@@ -53,15 +55,13 @@ class GAN:
         with seeded(config.seed), _precision_policy(config.precision):  # seeds: weights, dropout; variables fp32
             self.generator = build_generator(config)
             self.discriminator = build_discriminator(config)
-            # InfoGAN's Q head shares D's features and learns with D, under D's optimiser.
-            self.code_head = build_code_head(config) if config.latent_codes else None
         if tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1:
             _synchronize_batch_norm(self.generator)
         self.g_optimizer = _optimizer(config, config.learning_rate)
         self.d_optimizer = _optimizer(config, config.learning_rate * config.d_learning_rate_ratio)
         # Build the optimiser slots now so a checkpoint restores into existing variables.
         self.g_optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self._d_variables())
+        self.d_optimizer.build(self.discriminator.trainable_variables)
         self.augment = augment.parse_policy(config.augment)  # checked before any step is traced
         self.generator_ema = None
         if config.ema_decay:
@@ -76,8 +76,6 @@ class GAN:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         tracked = {"generator_ema": self.generator_ema} if self.generator_ema is not None else {}
-        if self.code_head is not None:
-            tracked["code_head"] = self.code_head
         self.checkpoint = tf.train.Checkpoint(
             generator=self.generator, discriminator=self.discriminator, g_optimizer=self.g_optimizer,
             d_optimizer=self.d_optimizer, noise_rng=self.noise_rng, step=self.step,
@@ -92,7 +90,8 @@ class GAN:
         """One update of D and of G on a batch of real images (B, 28, 28, 1) in [-1, 1].
 
         A conditional GAN also takes the batch's labels (B,) int32: G draws fakes of the same classes and D judges
-        each image together with its label.
+        each image together with its label. A clustered GAN takes the real digits' clusters (B,) int32 instead: G
+        draws each fake's cluster from its noise, and D judges every image with its cluster.
 
         `noise` (B, Z) and, with augmentation, `augment_seeds` (2, 2) int32 (one stateless seed for the real batch,
         one for the fakes) are drawn from the checkpointed generator unless given (tests pass them: XLA's random
@@ -107,58 +106,53 @@ class GAN:
         # D sees every image, real or generated, through the same random augmentation (see aigc_tf.gan.augment).
         if self.augment and augment_seeds is None:
             augment_seeds = self.noise_rng.uniform_full_int([2, 2], tf.int32)
-        condition = (lambda x: [x, labels]) if self.config.conditional else (lambda x: x)
+        fake_labels = labels  # what D judges the fakes with
+        if self.config.clusters:
+            fake_labels = cluster_of(noise, cluster_code(self.generator).cumulative_shares)  # (B,)
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            fake_images = self.generator(condition(noise), training=True)  # (B, 28, 28, 1)
+            fake_images = self.generator([noise, labels] if self.config.conditional else noise,
+                                         training=True)  # (B, 28, 28, 1)
             real_seen = self._seen_by_d(real_images, augment_seeds, 0)
             if self.config.r1_gamma and regularize:
                 d_tape.watch(real_seen)  # the R1 penalty differentiates D's verdict on real images by its input
                 with tf.GradientTape() as r1_tape:
                     r1_tape.watch(real_seen)
-                    real_logits = self.discriminator(condition(real_seen), training=True)  # (B, 1)
+                    real_logits = self._judge(real_seen, labels)  # (B, 1)
                     real_sum = tf.reduce_sum(tf.cast(real_logits, tf.float32))  # each example's own gradient
                 # Every r1_interval-th step carries the penalty of r1_interval steps (lazy regularisation).
                 r1_weight = self.config.r1_gamma / 2 * self.config.r1_interval
                 r1 = r1_weight * _squared_norm(r1_tape.gradient(real_sum, real_seen))  # (B,)
             else:
-                real_logits = self.discriminator(condition(real_seen), training=True)  # (B, 1)
+                real_logits = self._judge(real_seen, labels)  # (B, 1)
                 r1 = 0.0
             fake_seen = self._seen_by_d(fake_images, augment_seeds, 1)
-            info = 0.0
-            if self.code_head is None:
-                fake_logits = self.discriminator(condition(fake_seen), training=True)  # (B, 1)
-            else:  # D's features feed both its verdict and the code head
-                features = discriminator_features(self.discriminator, fake_seen)  # (B, units)
-                fake_logits = self.discriminator.layers[-1](features)  # (B, 1)
-                code_logits = tf.cast(self.code_head(features), tf.float32)  # (B, K)
-                # Both players lower it: D's head learns to read the code, G learns to draw it legibly.
-                info = self.config.info_weight * tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    code_of(noise, self.config.latent_codes), code_logits)  # (B,)
+            fake_logits = self._judge(fake_seen, fake_labels)  # (B, 1)
             # Under bf16/fp16 the logits come out in half precision: losses and their reduction run in float32.
             real_logits, fake_logits = tf.cast(real_logits, tf.float32), tf.cast(fake_logits, tf.float32)
             g_per_example = losses.generator_loss(self.config.loss, fake_logits)  # (B,)
             if self.config.top_k < 1.0:
                 g_per_example = self._best_fakes_only(g_per_example, fake_logits)
-            g_loss = tf.nn.compute_average_loss(g_per_example + info, global_batch_size=global_batch_size)
+            g_loss = tf.nn.compute_average_loss(g_per_example, global_batch_size=global_batch_size)
             d_loss = tf.nn.compute_average_loss(
                 losses.discriminator_loss(self.config.loss, real_logits, fake_logits, self.config.label_smoothing)
-                + r1 + info, global_batch_size=global_batch_size)
+                + r1, global_batch_size=global_batch_size)
             g_scaled, d_scaled = _scale(self.g_optimizer, g_loss), _scale(self.d_optimizer, d_loss)
         g_vars = self.generator.trainable_variables
-        d_vars = self._d_variables()
+        d_vars = self.discriminator.trainable_variables
         # A LossScaleOptimizer (fp16) divides the gradients of the scaled loss by the scale before Adam sees them.
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_scaled, g_vars), g_vars))
         self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_scaled, d_vars), d_vars))
         self.step.assign_add(1)
-        outputs = {
+        return {
             "g_loss": g_loss,
             "d_loss": d_loss,
             "d_real": tf.reduce_mean(tf.sigmoid(real_logits)),
             "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits)),
         }
-        if self.code_head is not None:
-            outputs["info_loss"] = tf.nn.compute_average_loss(info, global_batch_size=global_batch_size)
-        return outputs
+
+    def _judge(self, images, labels):
+        """D's logits (B, 1) for images, with their labels or clusters when D judges with them."""
+        return self.discriminator([images, labels] if judges_with_labels(self.config) else images, training=True)
 
     def _best_fakes_only(self, g_per_example, fake_logits):
         """G's per-example losses with all but the fakes D rates most real zeroed, rescaled to keep the mean's scale.
@@ -180,11 +174,6 @@ class GAN:
         share = max(self.config.top_k, TOP_K_DECAY**epoch) if self.config.top_k < 1.0 else 1.0
         self.top_k_share.assign(share)
         return share
-
-    def _d_variables(self) -> list:
-        """What D's optimiser trains: D, and the code head when the recipe has one."""
-        head = self.code_head.trainable_variables if self.code_head is not None else []
-        return self.discriminator.trainable_variables + head
 
     def _seen_by_d(self, images, augment_seeds, which: int):
         """The images as D sees them: augmented with seed `which` when the recipe augments, else unchanged."""
@@ -297,10 +286,8 @@ def _check_recipe(config) -> None:
         raise AigcError(f"`ema_decay` must be in [0, 1), got {config.ema_decay}")
     if config.r1_gamma < 0:
         raise AigcError(f"`r1_gamma` must be >= 0, got {config.r1_gamma}")
-    if config.latent_codes and config.conditional:
-        raise AigcError("`latent_codes` is for the unconditional GAN; a conditional GAN already draws from labels")
-    if not 0 <= config.latent_codes < config.latent_dim:
-        raise AigcError(f"`latent_codes` must be in [0, latent_dim={config.latent_dim}), got {config.latent_codes}")
+    if config.clusters < 0:
+        raise AigcError(f"`clusters` must be >= 0 (0 = no clusters), got {config.clusters}")
     if not 0.0 < config.top_k <= 1.0:
         raise AigcError(f"`top_k` must be in (0, 1] (the share of fakes G learns from; 1 = all), got {config.top_k}")
     if config.r1_interval < 1:
@@ -390,7 +377,7 @@ class TrainResult:
 def _progress_bar(steps: int, verbose: bool):
     """Keras' bar, with the same verbosity rule as the `fit`-trained runs."""
     return keras.utils.Progbar(steps, verbose=progress_verbosity(verbose),
-                               stateful_metrics=["g_loss", "d_loss", "d_real", "d_fake", "info_loss"],
+                               stateful_metrics=["g_loss", "d_loss", "d_real", "d_fake"],
                                unit_name="step")
 
 
@@ -420,8 +407,12 @@ def train_gan(config, run_dir: Path, *, steps: int | None = None, data_dir: Path
 def _train_loop(config, run: RunFolder, dist, chief: bool, train_data, steps_per_epoch: int, total_steps: int,
                 verbose: bool) -> TrainResult:
     """The loop of `train_gan`, inside the run folder's lock."""
+    say = print if verbose else (lambda *a, **k: None)
     with dist.scope():
         gan = GAN(config)
+    labels = train_data.labels if config.conditional else None  # what D judges real digits with
+    if config.clusters:
+        labels = _clusters(run, gan, train_data.images, chief, say)
     manager = tf.train.CheckpointManager(gan.checkpoint, str(distribute.write_dir(dist, run.checkpoints)),
                                          max_to_keep=3)
     restored = gan.restore(run.checkpoints)  # every worker reads the chief's checkpoints (a shared folder)
@@ -429,7 +420,6 @@ def _train_loop(config, run: RunFolder, dist, chief: bool, train_data, steps_per
     gan.g_optimizer.learning_rate.assign(config.learning_rate)
     gan.d_optimizer.learning_rate.assign(config.learning_rate * config.d_learning_rate_ratio)
     start = int(gan.step.numpy())
-    say = print if verbose else (lambda *a, **k: None)
     if chief:
         run.truncate_history(start)
     else:
@@ -442,7 +432,7 @@ def _train_loop(config, run: RunFolder, dist, chief: bool, train_data, steps_per
 
     step_fn = gan.distributed_train_step(dist)
     dataset = image_data.training_batches(train_data.images, config.batch_size, config.seed, start_step=start,
-                                          labels=train_data.labels if config.conditional else None)
+                                          labels=labels)
     if distribute.is_distributed(dist):
         dataset = dist.experimental_distribute_dataset(dataset)  # splits each global batch over the replicas
     batches = iter(dataset)
@@ -459,7 +449,7 @@ def _train_loop(config, run: RunFolder, dist, chief: bool, train_data, steps_per
                 sums, count, began = {}, 0, time.perf_counter()
                 while step < epoch_end:
                     batch = next(batches)
-                    batch = batch if config.conditional else (batch,)
+                    batch = batch if labels is not None else (batch,)
                     outputs_of_step = step_fn(*batch, regularize=gan.regularizes(step))
                     metrics = {k: float(v) for k, v in outputs_of_step.items()}
                     step, count = step + 1, count + 1
@@ -489,9 +479,32 @@ def _train_loop(config, run: RunFolder, dist, chief: bool, train_data, steps_per
 
     if chief:
         outputs.update(_final_figures(run, config))
+        if config.clusters:
+            outputs["clusters"] = run.path / clustering.CLUSTERS_FILE
     else:
         outputs = {}  # the chief wrote the run; this worker's checkpoints were temporary
     return TrainResult(run.path, step, step / steps_per_epoch, manager.latest_checkpoint, outputs, run.read_history())
+
+
+def _clusters(run: RunFolder, gan: GAN, images: np.ndarray, chief: bool, say) -> np.ndarray:
+    """Fit (first start) or load the run's k-means clusters, give G their shares; returns each digit's cluster.
+
+    Every worker fits the same clusters from the same seed; only the chief writes them (with a figure of the
+    cluster means, the "average digit" of each group, most common first)."""
+    if chief:
+        found, fitted = clustering.load_or_fit(run.path, images, gan.config.clusters, gan.config.seed)
+        if fitted:
+            say(f"Grouped the {len(images)} training digits into {gan.config.clusters} k-means clusters: "
+                f"{run.path / clustering.CLUSTERS_FILE}")
+            order = np.argsort(-found.shares)
+            plots.save_grid(found.centroids[order].reshape(-1, 28, 28, 1), run.path / "clusters.png",
+                            columns=int(math.ceil(math.sqrt(len(order)))))
+    else:
+        found = clustering.fit_clusters(images, gan.config.clusters, gan.config.seed)
+    for generator in (gan.generator, gan.generator_ema):
+        if generator is not None:
+            cluster_code(generator).set_shares(found.shares)  # a restored checkpoint holds the same values
+    return found.assignments
 
 
 def _end_of_epoch(run, gan, manager, writer, noise, epoch, step, means, steps_per_s, config) -> None:

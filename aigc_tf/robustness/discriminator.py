@@ -28,7 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from aigc_tf import AigcError
-from aigc_tf.gan.models import build_discriminator
+from aigc_tf.gan import clusters as clustering
+from aigc_tf.gan.models import build_discriminator, judges_with_labels
 from aigc_tf.gan.sample import CHECKPOINT_ERRORS, draw, load_generator
 from aigc_tf.runs import RunFolder
 
@@ -40,6 +41,7 @@ class GANNetworks:
     config: object
     step: int
     run_dir: Path
+    centroids: np.ndarray | None = None  # a clustered GAN's k-means cluster means (K, 784), which D judges with
 
 
 def load_gan_networks(run_dir: Path) -> GANNetworks:
@@ -64,21 +66,25 @@ def load_gan_networks(run_dir: Path) -> GANNetworks:
     except CHECKPOINT_ERRORS as err:
         raise AigcError(f"checkpoint {latest} is unreadable ({type(err).__name__}); delete its files to fall back "
                         "to the previous checkpoint") from None
-    return GANNetworks(discriminator, generator, config, step, run.path)
+    centroids = clustering.load(run.path).centroids if config.clusters else None
+    return GANNetworks(discriminator, generator, config, step, run.path, centroids)
 
 
-def realness(discriminator: keras.Model, config, images: np.ndarray, labels: np.ndarray | None = None,
+def realness(gan: GANNetworks, images: np.ndarray, labels: np.ndarray | None = None,
              batch_size: int = 500) -> np.ndarray:
     """D's belief "real", sigmoid(logit) (N,), for images (N, 28, 28, 1) in [0, 1].
 
     D was trained on the generator's tanh range, so pixels go to [-1, 1] first (x * 2 - 1). A conditional D also
-    judges each image with a label: the digit's true label for test digits, the asked-for one for samples.
+    judges each image with a label: the digit's true label for test digits, the asked-for one for samples. A
+    clustered D judges each image with its nearest k-means cluster, as it judged the training digits.
     """
+    if gan.config.clusters:
+        labels = clustering.assign(images, gan.centroids)
     out = []
     for start in range(0, len(images), batch_size):
         x = tf.constant(images[start:start + batch_size], tf.float32) * 2.0 - 1.0
-        inputs = [x, tf.constant(labels[start:start + batch_size], tf.int32)] if config.conditional else x
-        out.append(tf.sigmoid(tf.cast(discriminator(inputs, training=False), tf.float32))[:, 0].numpy())
+        inputs = [x, tf.constant(labels[start:start + batch_size], tf.int32)] if judges_with_labels(gan.config) else x
+        out.append(tf.sigmoid(tf.cast(gan.discriminator(inputs, training=False), tf.float32))[:, 0].numpy())
     return np.concatenate(out)
 
 
@@ -96,7 +102,7 @@ def discriminator_report(gan: GANNetworks, images: np.ndarray, labels: np.ndarra
     samples, sample_labels = draw(gan.generator, gan.config, num_samples, seed)
 
     def mean_realness(x, y=labels):
-        return float(np.mean(realness(gan.discriminator, gan.config, x, y)))
+        return float(np.mean(realness(gan, x, y)))
 
     attacks = sorted({attack for attack, _ in adversarial})
     return {
