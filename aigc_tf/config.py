@@ -45,6 +45,7 @@ class GANConfig:
     spectral_norm: bool = False  # spectrally normalised Dense layers in D (Miyato et al. 2018)
     augment: str = ""  # DiffAugment policy for every image D sees, e.g. "translation,cutout,color"; "" = none
     clusters: int = 0  # K > 0: G and D conditioned on K k-means clusters of the training digits (gan.clusters)
+    truncation: float = 0.0  # > 0: sample from noise truncated to [-t, t] (BigGAN's trick, gan.models); 0 = off
     top_k: float = 1.0  # < 1: G learns from the fakes D rates best, annealed to this share (Sinha et al. 2020)
     ema_decay: float = 0.999  # sample, evaluate and export an EMA of G's weights (Yazici et al. 2019); 0 = off
     epochs: int = 120  # 15,000 steps, ~3.5 min on 2 cores

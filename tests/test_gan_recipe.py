@@ -235,6 +235,38 @@ def test_clustered_d_judges_real_digits_with_their_cluster_and_fakes_with_the_dr
     assert float(out["d_loss"]) == pytest.approx(float(tf.reduce_mean(expected)), rel=1e-5)
 
 
+def test_truncation_maps_plain_noise_onto_the_truncated_normal_and_spares_the_cluster_value():
+    noise = np.random.default_rng(0).standard_normal((200000, 3)).astype("float32")
+    out = models.TruncatedNoise(2.0, skip=1)(noise).numpy()
+    np.testing.assert_array_equal(out[:, 0], noise[:, 0])  # the value that picks the cluster keeps N(0, 1)
+    assert np.abs(out[:, 1:]).max() <= 2.0
+    order = np.argsort(noise[:, 1])
+    assert (np.diff(out[order, 1]) >= -1e-4).all()  # monotone (to float32 round-off): the noise keeps its order
+    redrawn = np.random.default_rng(1).standard_normal(600000)
+    redrawn = redrawn[np.abs(redrawn) <= 2.0]  # BigGAN's way: draw again beyond the threshold
+    np.testing.assert_allclose(np.quantile(out[:, 1], [0.05, 0.25, 0.5, 0.75, 0.95]),
+                               np.quantile(redrawn, [0.05, 0.25, 0.5, 0.75, 0.95]), atol=0.02)
+
+
+def test_a_truncated_run_samples_through_the_same_weights_and_is_scored_both_ways(tmp_path, mnist_train):
+    from aigc_tf.gan.evaluate import evaluate_gan
+
+    run = tmp_path / "run"
+    train_gan(GANConfig.tiny(truncation=1.0, batch_size=500, epochs=1), run, verbose=False)
+    truncated, config, _ = load_generator(run)
+    plain, plain_config, _ = load_generator(run, truncation=0.0)
+    assert (config.truncation, plain_config.truncation) == (1.0, 0.0)
+    for a, b in zip(truncated.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)  # a wrapper around the checkpoint's generator, no weights of its own
+    noise = np.full((2, config.latent_dim), 3.0, "float32")  # far out: truncation changes the input G sees
+    assert not np.allclose(truncated(noise, training=False), plain(noise, training=False))
+    np.testing.assert_allclose(truncated(noise, training=False),
+                               plain(models.TruncatedNoise(1.0, skip=1)(noise), training=False), atol=1e-6)
+    report = evaluate_gan(run, verbose=0)
+    assert report["truncation"] == 1.0 and set(report["without_truncation"]) == {"fid", "inception_score"}
+    assert report["without_truncation"]["fid"] != report["fid"]
+
+
 def test_a_conditional_gan_has_no_clusters():
     assert GANConfig(conditional=True, clusters=50).clusters == 0
     assert GANConfig(clusters=50).clusters == 50

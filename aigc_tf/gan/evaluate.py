@@ -16,7 +16,7 @@ EVAL_FILE = "eval.json"
 def evaluate_gan(run_dir: Path, seed: int = 0, verbose: int = 2) -> dict:
     """The run's report (`aigc_tf.metrics.image_quality.sample_quality`, plus `label_accuracy` for a conditional
     GAN, judged by the evaluation classifier), also written to `<run>/eval.json`. `seed` draws the noise and the
-    real-data halves."""
+    real-data halves. A run that samples with truncation is also scored without it (`without_truncation`)."""
     generator, config, step = load_generator(run_dir)
     drawn = {}
 
@@ -24,8 +24,13 @@ def evaluate_gan(run_dir: Path, seed: int = 0, verbose: int = 2) -> dict:
         drawn["images"], drawn["labels"] = draw(generator, config, n, seed)
         return drawn["images"]
 
-    report = {"run": str(run_dir), "step": step,
+    report = {"run": str(run_dir), "step": step, "truncation": config.truncation,
               **sample_quality(generate_fn, config.dataset, config.source, seed=seed, verbose=verbose)}
+    if config.truncation:  # the same weights on plain N(0, I) noise: what the truncation trick adds
+        plain, _, _ = load_generator(run_dir, truncation=0.0)
+        untruncated = sample_quality(lambda n: draw(plain, config, n, seed)[0], config.dataset, config.source,
+                                     seed=seed, verbose=verbose)
+        report["without_truncation"] = {key: untruncated[key] for key in ("fid", "inception_score")}
     if config.conditional:
         classifier = load_classifier(config.dataset, config.source, verbose=verbose)
         report["label_accuracy"] = classifier.accuracy(drawn["images"], drawn["labels"])

@@ -16,6 +16,8 @@ alone to an image; why in aigc_tf.gan.clusters.
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 
@@ -79,9 +81,56 @@ def cluster_of(noise, cumulative_shares):
     return keras.ops.sum(keras.ops.cast(below, "int32"), axis=1)
 
 
+@keras.saving.register_keras_serializable(package="aigc_tf")
+class TruncatedNoise(keras.layers.Layer):
+    """N(0, 1) noise -> the normal truncated to [-threshold, threshold], for sampling (see `sampler`).
+
+    BigGAN's truncation trick (Brock et al. 2019): G trains on all of N(0, I), and samples drawn from its dense
+    centre are the ones it learnt best, trading a little variety for fidelity. BigGAN redraws values beyond the
+    threshold; this layer maps them instead, through the normal CDF onto the truncated normal's (an exact and
+    monotone map), so every caller keeps passing plain N(0, I) noise, the exported SavedModel included. The first
+    `skip` values pass unchanged: the noise value that picks a cluster must keep its distribution
+    (`ClusterCode`).
+    """
+
+    def __init__(self, threshold: float, skip: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.threshold, self.skip = threshold, skip
+
+    def call(self, noise):
+        values = keras.ops.cast(noise[:, self.skip:], "float32")
+        low = 0.5 * (1.0 + math.erf(-self.threshold / math.sqrt(2.0)))  # Phi(-threshold)
+        uniform = low + 0.5 * (1.0 + keras.ops.erf(values / np.sqrt(2.0))) * (1.0 - 2.0 * low)  # in (low, 1 - low)
+        truncated = keras.ops.cast(np.sqrt(2.0) * keras.ops.erfinv(2.0 * uniform - 1.0), noise.dtype)
+        return keras.ops.concatenate([noise[:, :self.skip], truncated], axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold, "skip": self.skip}
+
+
+def sampler(generator: keras.Model, config) -> keras.Model:
+    """The generator that samples: `generator` itself, or with `config.truncation` the same network behind a
+    `TruncatedNoise` layer. A wrapper rather than a layer of G: truncation is a choice made when sampling, training
+    never sees it, and the checkpoint holds G alone."""
+    if not config.truncation:
+        return generator
+    noise = keras.Input((config.latent_dim,), name="noise")
+    truncated = TruncatedNoise(config.truncation, skip=1 if config.clusters else 0)(noise)
+    if not config.conditional:
+        return keras.Model(noise, generator(truncated), name="truncated_generator")
+    label = keras.Input((), dtype="int32", name="label")
+    return keras.Model([noise, label], generator([truncated, label]), name="truncated_generator")
+
+
 def cluster_code(generator: keras.Model) -> ClusterCode | None:
-    """The generator's `ClusterCode` layer, or None for a generator without clusters."""
-    return next((layer for layer in generator.layers if isinstance(layer, ClusterCode)), None)
+    """The generator's `ClusterCode` layer (also inside a `sampler`), or None for a generator without clusters."""
+    pending = [generator]
+    while pending:
+        layer = pending.pop()
+        if isinstance(layer, ClusterCode):
+            return layer
+        pending.extend(getattr(layer, "layers", []))
+    return None
 
 
 def _generator_stack(config, input_dim: int) -> keras.Sequential:

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from aigc_tf import AigcError
-from aigc_tf.gan.models import build_generator
+from aigc_tf.gan.models import build_generator, sampler
 from aigc_tf.runs import RunFolder
 
 # What a truncated, foreign or mismatched checkpoint raises from TensorFlow's reader.
@@ -32,14 +32,19 @@ def grid_labels(config) -> np.ndarray | None:
     return np.arange(config.grid_size**2) % config.grid_size % config.num_classes
 
 
-def load_generator(run_dir: Path, averaged: bool = True) -> tuple[keras.Model, object, int]:
+def load_generator(run_dir: Path, averaged: bool = True,
+                   truncation: float | None = None) -> tuple[keras.Model, object, int]:
     """The generator of a run at its latest checkpoint: (generator, config, step).
 
     A run that keeps an exponential moving average of G's weights (`ema_decay`) gives the average unless
     `averaged=False`: it is the better sampler (aigc_tf.gan.train.GAN.update_ema), and what eval and export use.
+    With the run's `truncation` (or `truncation` given here instead, 0 = none) the generator samples truncated
+    noise (`models.sampler`); the config returned says which.
     """
     run = RunFolder(Path(run_dir))
     config = run.load_config("gan")
+    if truncation is not None:
+        config = config.replace(truncation=truncation)
     latest = tf.train.latest_checkpoint(str(run.checkpoints))
     if latest is None:
         raise AigcError(f"{run.path} has no checkpoint yet; train it first (`aigc-tf gan train --out {run.path}`)")
@@ -56,7 +61,7 @@ def load_generator(run_dir: Path, averaged: bool = True) -> tuple[keras.Model, o
     except CHECKPOINT_ERRORS as err:
         raise AigcError(f"checkpoint {latest} is unreadable ({type(err).__name__}); delete its files to fall "
                         "back to the previous checkpoint") from None
-    return generator, config, int(step.numpy())
+    return sampler(generator, config), config, int(step.numpy())
 
 
 def draw(generator: keras.Model, config, num: int, seed: int = 0, digit: int | None = None,

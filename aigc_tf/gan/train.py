@@ -35,7 +35,7 @@ from aigc_tf.data import images as image_data
 from aigc_tf.gan import augment, losses
 from aigc_tf.gan import clusters as clustering
 from aigc_tf.gan.models import (build_discriminator, build_generator, cluster_code, cluster_of,
-                                 judges_with_labels)
+                                 judges_with_labels, sampler)
 from aigc_tf.gan.sample import CHECKPOINT_ERRORS, generate, grid_labels
 from aigc_tf.hardware import MIXED_POLICIES
 from aigc_tf.runs import RunFolder
@@ -69,6 +69,7 @@ class GAN:
                 self.generator_ema = build_generator(config)
             self.generator_ema.set_weights(self.generator.get_weights())
         self.noise_rng = tf.random.Generator.from_seed(config.seed)
+        self._sampler = None  # built on first use: see sampling_generator
         # The share of each batch's fakes that G learns from (top-k training); the loop sets it every epoch.
         self.top_k_share = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="top_k_share",
                                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -83,8 +84,12 @@ class GAN:
 
     @property
     def sampling_generator(self) -> keras.Model:
-        """The generator that samples, evaluates and exports: the EMA copy when the run keeps one."""
-        return self.generator_ema if self.generator_ema is not None else self.generator
+        """The generator that samples, evaluates and exports: the EMA copy when the run keeps one, behind the
+        sampling truncation when the recipe has one (`models.sampler`)."""
+        if self._sampler is None:
+            self._sampler = sampler(self.generator_ema if self.generator_ema is not None else self.generator,
+                                    self.config)
+        return self._sampler
 
     def train_step(self, real_images, labels=None, noise=None, augment_seeds=None, regularize=True):
         """One update of D and of G on a batch of real images (B, 28, 28, 1) in [-1, 1].
