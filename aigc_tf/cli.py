@@ -147,7 +147,7 @@ def cmd_data_list(args) -> int:
 # ---------------------------------------------------------------------------------------------------- gan
 GAN_FLAGS = ("dataset", "source", "latent_dim", "batch_size", "learning_rate", "label_smoothing", "epochs", "seed",
              "conditional", "precision", "augment", "ema_decay", "loss", "r1_gamma", "r1_interval", "beta_1",
-             "beta_2", "d_learning_rate_ratio", "clusters", "truncation", "top_k")
+             "beta_2", "d_learning_rate_ratio", "clusters", "truncation")
 
 
 def cmd_gan_train(args) -> int:
@@ -485,9 +485,6 @@ def add_gan_commands(families) -> None:
     recipe.add_argument("--truncation", type=non_negative_float, metavar="T",
                         help="sample, evaluate and export from noise truncated to [-T, T] (BigGAN's truncation "
                              f"trick; training sees all noise); 0 = off (default: {default_of('gan', 'truncation')})")
-    recipe.add_argument("--top-k", type=open_unit_interval, metavar="SHARE",
-                        help="top-k training: G learns only from the fakes D rates best, 0.99x fewer each epoch "
-                             f"down to this share of the batch; 1 = all (default: {default_of('gan', 'top_k')})")
     recipe.add_argument("--beta-1", type=fraction, help=f"Adam's beta_1 (default: {default_of('gan', 'beta_1')})")
     recipe.add_argument("--beta-2", type=fraction, help=f"Adam's beta_2 (default: {default_of('gan', 'beta_2')})")
     recipe.add_argument("--d-learning-rate-ratio", type=positive_float,

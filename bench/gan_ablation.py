@@ -32,9 +32,10 @@ BENCH = Path(__file__).resolve().parent
 # (so a measured loser still has its row). A row appears only where the change alters the recipe.
 CHANGES = {
     "-clusters": ("no k-means clusters: G draws from plain noise, D judges images alone", {"clusters": 0}),
+    "-truncation": ("samples from plain N(0, I) noise (the recipe's run, not truncated)", {"truncation": 0.0}),
     "-ema": ("no EMA generator", {"ema_decay": 0.0}),
     "-r1": ("no R1 penalty", {"r1_gamma": 0.0}),
-    "-lazy-r1": ("R1 on every step instead of every 16th", {"r1_interval": 1}),
+    "+r1": ("with the R1 penalty (gamma 2) on every step", {"r1_gamma": 2.0}),
     "-spectral-norm": ("no spectral norm in D", {"spectral_norm": False}),
     "-hinge": ("non-saturating loss instead of hinge", {"loss": "non_saturating"}),
     "+dropout": ("D with dropout 0.3 and label smoothing 0.1 (the classic D)", {"dropout": 0.3,
@@ -44,10 +45,14 @@ CHANGES = {
     "+augment-color": ("with DiffAugment (color only)", {"augment": "color"}),
 }
 # The MLP GAN before any of these ingredients (Goodfellow et al. with Radford et al.'s Adam): the old default.
-CLASSIC = {"augment": "", "ema_decay": 0.0, "r1_gamma": 0.0, "r1_interval": 1, "clusters": 0, "top_k": 1.0,
+CLASSIC = {"augment": "", "ema_decay": 0.0, "r1_gamma": 0.0, "r1_interval": 1, "clusters": 0, "truncation": 0.0,
            "loss": "non_saturating", "label_smoothing": 0.1,
            "dropout": 0.3, "spectral_norm": False, "learning_rate": 2e-4, "beta_1": 0.5, "beta_2": 0.999,
            "d_learning_rate_ratio": 1.0, "batch_size": 64}
+
+
+# Changes of sampling alone: the row scores the recipe's own run (same seed) with the change, instead of training.
+SAMPLING_ONLY = {"truncation"}
 
 
 def default_rows(recipe) -> list[str]:
@@ -87,6 +92,19 @@ def run_row(config, run_dir: Path, steps: int | None) -> dict:
             "real_fid_floor": report["real_fid_floor"], "real_inception_score": report["real_inception_score"],
             "steps_per_s": statistics.median(rates) if rates else None,
             "seconds_this_call": round(trained_seconds, 1), "class_histogram": report["class_histogram"]}
+
+
+def rescore_row(recipe, config, run_dir: Path, steps: int | None) -> dict:
+    """A sampling-only row: the recipe's run (trained here if it is not yet), scored with the row's sampling."""
+    from aigc_tf.gan.sample import draw, load_generator
+    from aigc_tf.metrics.image_quality import sample_quality
+
+    recipe_row = run_row(recipe, run_dir, steps)
+    generator, built, step = load_generator(run_dir, truncation=config.truncation)
+    report = sample_quality(lambda n: draw(generator, built, n, seed=0)[0], built.dataset, built.source, seed=0,
+                            verbose=0)
+    return {**recipe_row, "step": step, "fid": report["fid"], "inception_score": report["inception_score"],
+            "class_histogram": report["class_histogram"], "seconds_this_call": 0.0}
 
 
 def table(results: dict) -> str:
@@ -136,14 +154,18 @@ def main(argv=None) -> int:
         entry = {"change": None, "seeds": []}
         for seed in row_seeds:
             config, entry["change"] = row_config(recipe, row, seed)
-            run_dir = args.cache / f"{row}-seed{seed}"
+            sampling_only = row != "recipe" and set(CHANGES.get(row, ("", {}))[1]) <= SAMPLING_ONLY
+            run_dir = args.cache / f"{'recipe' if sampling_only else row}-seed{seed}"
             print(f"{row} (seed {seed}): {entry['change']} -> {run_dir}", flush=True)
-            measured = run_row(config, run_dir, args.steps)
+            if sampling_only:
+                measured = rescore_row(recipe.replace(seed=seed), config, run_dir, args.steps)
+            else:
+                measured = run_row(config, run_dir, args.steps)
             print(f"  FID {measured['fid']:.1f}, IS {measured['inception_score']:.2f}, "
                   f"{measured['steps_per_s']:.0f} steps/s", flush=True)
             entry["seeds"].append({"seed": seed, **measured})
             if seed == row_seeds[0]:
-                generator, stored, _ = load_generator(run_dir)
+                generator, stored, _ = load_generator(run_dir, truncation=config.truncation)
                 images, _ = draw(generator, stored, 64, seed=0)
                 plots.save_grid(images, args.out / f"{row}.png")
         results["rows"][row] = entry

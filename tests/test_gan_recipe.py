@@ -1,5 +1,5 @@
 """The GAN recipe's ingredients: DiffAugment, the EMA generator, hinge loss, R1 (every step and lazy), the
-k-means clusters G and D are conditioned on, top-k training, fp16 loss scaling, and their round trip through the config, the CLI and
+k-means clusters G and D are conditioned on, sampling truncation, fp16 loss scaling, and their round trip through the config, the CLI and
 a resumed run."""
 
 import json
@@ -121,7 +121,7 @@ def test_calibration_gives_the_averaged_generator_its_own_batch_norm_statistics(
 
 
 def test_no_ema_means_no_second_generator():
-    gan = GAN(GANConfig.tiny(ema_decay=0.0))
+    gan = GAN(GANConfig.tiny(ema_decay=0.0, truncation=0.0))
     assert gan.generator_ema is None and gan.sampling_generator is gan.generator
     gan.calibrate_ema()  # nothing to calibrate, no error
 
@@ -168,19 +168,6 @@ def test_lazy_r1_adds_the_penalty_of_k_steps_on_every_kth_step_only(digits):
     assert skipped == pytest.approx(plain, rel=1e-6)
     assert [lazy.regularizes(step) for step in range(9)] == [True, False, False, False] * 2 + [True]
     assert not GAN(GANConfig.tiny(r1_gamma=0.0)).regularizes(0)
-
-
-def test_top_k_training_keeps_the_fakes_d_rates_best_at_the_batch_mean_scale():
-    gan = GAN(GANConfig.tiny(top_k=0.5, batch_size=8))
-    per_example = tf.constant([1.0, 2, 3, 4, 5, 6, 7, 8])
-    logits = tf.constant([[1.0], [8], [2], [7], [3], [6], [4], [5]])  # D prefers fakes 1, 3, 5, 7
-    assert gan.set_top_k_share(0) == 1.0  # every fake at first
-    np.testing.assert_allclose(gan._best_fakes_only(per_example, logits), per_example)
-    assert gan.set_top_k_share(69) == pytest.approx(0.5)  # 0.99 ** 69 = 0.4998: the floor
-    kept = tf.function(gan._best_fakes_only, jit_compile=True)(per_example, logits)  # under XLA, as in the step
-    np.testing.assert_allclose(kept, [0, 4, 0, 8, 0, 12, 0, 16])  # the best half, doubled: the same mean scale
-    assert gan.set_top_k_share(10) == pytest.approx(0.99**10)
-    assert GAN(GANConfig.tiny()).set_top_k_share(100) == 1.0  # top_k 1: off
 
 
 # ---------------------------------------------------------------------------------------------- clusters
@@ -277,8 +264,6 @@ def test_recipe_values_that_make_no_sense_are_refused(tmp_path):
         train_gan(GANConfig.tiny(clusters=-1), tmp_path / "a", steps=1, verbose=False)
     with pytest.raises(AigcError, match="`r1_interval` must be >= 1"):
         train_gan(GANConfig.tiny(r1_interval=0), tmp_path / "c", steps=1, verbose=False)
-    with pytest.raises(AigcError, match=r"`top_k` must be in \(0, 1\]"):
-        train_gan(GANConfig.tiny(top_k=0.0), tmp_path / "d", steps=1, verbose=False)
     assert not any(tmp_path.iterdir())
 
 
@@ -329,12 +314,12 @@ def test_recipe_round_trips_through_config_cli_and_resume(tmp_path, mnist_train)
     args = build_parser().parse_args(["gan", "train", "--augment", "translation,color", "--ema-decay", "0.99",
                                       "--loss", "hinge", "--r1-gamma", "0.5", "--beta-2", "0.99",
                                       "--d-learning-rate-ratio", "2", "--r1-interval", "3", "--clusters", "3",
-                                      "--top-k", "0.75"])
+                                      "--truncation", "1.5"])
     from aigc_tf.cli import GAN_FLAGS
 
     recipe = {name: getattr(args, name) for name in GAN_FLAGS if getattr(args, name) is not None}
     config = GANConfig.tiny(**recipe)
-    assert (config.r1_interval, config.clusters, config.top_k) == (3, 3, 0.75)
+    assert (config.r1_interval, config.clusters, config.truncation) == (3, 3, 1.5)
     assert from_dict(json.loads(to_json(config))) == config
 
     run = tmp_path / "run"

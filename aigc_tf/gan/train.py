@@ -43,7 +43,6 @@ from aigc_tf.seeding import seeded
 from aigc_tf.training import StopRequest, progress_verbosity
 
 FIXED_NOISE_FILE = "fixed_noise.npy"
-TOP_K_DECAY = 0.99  # per epoch, the share of fakes G learns from under top-k training (Sinha et al. 2020)
 CALIBRATION_SAMPLES = 4096  # noise vectors behind the averaged generator's BatchNormalization statistics
 
 
@@ -70,9 +69,6 @@ class GAN:
             self.generator_ema.set_weights(self.generator.get_weights())
         self.noise_rng = tf.random.Generator.from_seed(config.seed)
         self._sampler = None  # built on first use: see sampling_generator
-        # The share of each batch's fakes that G learns from (top-k training); the loop sets it every epoch.
-        self.top_k_share = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="top_k_share",
-                                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         # ONLY_FIRST_REPLICA: under a strategy each replica runs the step, and the counter must advance once.
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -134,10 +130,8 @@ class GAN:
             fake_logits = self._judge(fake_seen, fake_labels)  # (B, 1)
             # Under bf16/fp16 the logits come out in half precision: losses and their reduction run in float32.
             real_logits, fake_logits = tf.cast(real_logits, tf.float32), tf.cast(fake_logits, tf.float32)
-            g_per_example = losses.generator_loss(self.config.loss, fake_logits)  # (B,)
-            if self.config.top_k < 1.0:
-                g_per_example = self._best_fakes_only(g_per_example, fake_logits)
-            g_loss = tf.nn.compute_average_loss(g_per_example, global_batch_size=global_batch_size)
+            g_loss = tf.nn.compute_average_loss(
+                losses.generator_loss(self.config.loss, fake_logits), global_batch_size=global_batch_size)
             d_loss = tf.nn.compute_average_loss(
                 losses.discriminator_loss(self.config.loss, real_logits, fake_logits, self.config.label_smoothing)
                 + r1, global_batch_size=global_batch_size)
@@ -158,27 +152,6 @@ class GAN:
     def _judge(self, images, labels):
         """D's logits (B, 1) for images, with their labels or clusters when D judges with them."""
         return self.discriminator([images, labels] if judges_with_labels(self.config) else images, training=True)
-
-    def _best_fakes_only(self, g_per_example, fake_logits):
-        """G's per-example losses with all but the fakes D rates most real zeroed, rescaled to keep the mean's scale.
-
-        Top-k training (Sinha et al. 2020): the gradient of a fake D firmly rejects points toward "some real
-        image" in general, and averaged with the good fakes' it blurs their direction. Keeping the `top_k_share`
-        best fakes per batch (by D's logit) lets G refine what it draws well. A mask, not `tf.math.top_k`: the share
-        changes over training, and XLA compiles only a fixed k.
-        """
-        logits = tf.reshape(fake_logits, [-1])  # (B,)
-        batch = tf.shape(logits)[0]
-        keep = tf.maximum(1, tf.cast(tf.math.ceil(self.top_k_share * tf.cast(batch, tf.float32)), tf.int32))
-        threshold = tf.sort(logits, direction="DESCENDING")[keep - 1]
-        mask = tf.cast(logits >= threshold, g_per_example.dtype)
-        return g_per_example * mask * tf.cast(batch, g_per_example.dtype) / tf.reduce_sum(mask)
-
-    def set_top_k_share(self, epoch: int) -> float:
-        """Sinha et al.'s schedule: all fakes at first, then 0.99x fewer every epoch, down to `top_k`."""
-        share = max(self.config.top_k, TOP_K_DECAY**epoch) if self.config.top_k < 1.0 else 1.0
-        self.top_k_share.assign(share)
-        return share
 
     def _seen_by_d(self, images, augment_seeds, which: int):
         """The images as D sees them: augmented with seed `which` when the recipe augments, else unchanged."""
@@ -293,8 +266,6 @@ def _check_recipe(config) -> None:
         raise AigcError(f"`r1_gamma` must be >= 0, got {config.r1_gamma}")
     if config.clusters < 0:
         raise AigcError(f"`clusters` must be >= 0 (0 = no clusters), got {config.clusters}")
-    if not 0.0 < config.top_k <= 1.0:
-        raise AigcError(f"`top_k` must be in (0, 1] (the share of fakes G learns from; 1 = all), got {config.top_k}")
     if config.r1_interval < 1:
         raise AigcError(f"`r1_interval` must be >= 1 (1 = R1 on every step), got {config.r1_interval}")
 
@@ -450,7 +421,6 @@ def _train_loop(config, run: RunFolder, dist, chief: bool, train_data, steps_per
                 epoch_end = min((epoch + 1) * steps_per_epoch, total_steps)
                 say(f"Epoch {epoch + 1}/{math.ceil(total_steps / steps_per_epoch)}")
                 bar = _progress_bar(epoch_end - epoch * steps_per_epoch, verbose)
-                gan.set_top_k_share(epoch)
                 sums, count, began = {}, 0, time.perf_counter()
                 while step < epoch_end:
                     batch = next(batches)
