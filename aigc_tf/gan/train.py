@@ -200,8 +200,8 @@ class GAN:
     def regularizes(self, step: int) -> bool:
         """Whether step number `step` (0-based, counted over the whole run) adds the R1 penalty.
 
-        R1 differentiates D's gradient with respect to its input, a second backward pass through D that made the
-        step 1.7x slower. StyleGAN2's lazy regularisation (Karras et al. 2020) adds it on every `r1_interval`-th
+        R1 differentiates D's gradient with respect to its input, a second backward pass through D that costs a
+        large share of the step (bench/DECISIONS.md). StyleGAN2's lazy regularisation (Karras et al. 2020) adds it on every `r1_interval`-th
         step only, weighted by the interval, so the penalty per image seen stays the same at a fraction of the cost.
         Counted by the global step, so a resumed run regularises the same steps as an uninterrupted one.
         """
