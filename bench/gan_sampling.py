@@ -4,7 +4,8 @@
 
 For one trained run (its EMA generator, as `gan eval` uses), with the classifier FID / Inception-style score of
 `aigc_tf.metrics.image_quality.sample_quality` (seed 0, 982 samples):
-- truncation (Brock et al. 2019, BigGAN): each noise entry with |z| > t is drawn again, for several t;
+- truncation (Brock et al. 2019, BigGAN): each noise entry with |z| > t is drawn again, for several t (on a run
+  with clusters this also redraws the value that picks the cluster, which the recipe's own `truncation` spares);
 - discriminator ranking (after Azadi et al. 2019's rejection sampling): draw 1/keep times the samples, keep the
   `keep` share D scores as most real;
 - the Inception-style score split into its two entropies, log IS ~ H(p(y)) - E_x H(p(y|x)): class balance against
@@ -40,12 +41,14 @@ def main() -> int:
     import numpy as np
     import tensorflow as tf
 
-    from aigc_tf.gan.sample import generate
+    from aigc_tf.gan.sample import generate, load_generator
     from aigc_tf.metrics.classifier import load_classifier
     from aigc_tf.metrics.image_quality import real_halves, sample_quality
     from aigc_tf.robustness.discriminator import load_gan_networks, realness
 
     gan = load_gan_networks(args.run)
+    # The run's own sampling truncation (GANConfig.truncation) stays out: every row below chooses its own noise.
+    gan.generator, _, _ = load_generator(args.run, truncation=0.0)
     config = gan.config
 
     def images(noise):

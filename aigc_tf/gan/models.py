@@ -189,4 +189,3 @@ def _maybe_spectral(config, dense: keras.layers.Dense) -> keras.layers.Layer:
     one power iteration per step; Miyato et al. 2018): each layer, and so D, is 1-Lipschitz, which bounds how sharply
     D's verdict can change between nearby images and keeps its gradients to G informative."""
     return keras.layers.SpectralNormalization(dense) if config.spectral_norm else dense
-
