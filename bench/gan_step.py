@@ -25,6 +25,11 @@ VARIANTS = {  # name: (precision, jit_compile; None = eager)
 }
 
 
+# The step this bench times and counts: the plain MLP GAN's, unconditioned. The default recipe's k-means clusters add a
+# one-hot to G's and D's inputs (and need each batch's clusters), which `step_gemm_shapes` does not count.
+PLAIN_STEP = {"clusters": 0}
+
+
 def step_gemm_shapes(config: GANConfig, batch_size: int) -> list[tuple[int, int, int]]:
     """The (M, K, N) of every matmul of one train step (both networks), counted by hand from the Dense shapes.
 
@@ -86,7 +91,7 @@ def _rate(step, next_batch, steps: int) -> float:
 
 def measure(images: np.ndarray, peak_gflops: float, *, batch_size: int = 256, steps: int = 30, repeats: int = 5,
             scaling_batches=(64, 256, 1024), fid_steps: int = 0) -> dict:
-    base = GANConfig(batch_size=batch_size)
+    base = GANConfig(batch_size=batch_size, **PLAIN_STEP)
     batch = tf.constant(images[:batch_size].astype(np.float32) / 127.5 - 1.0)
     flops = dense_step_flops(base, batch_size)
     measures, first_call = {}, {}
@@ -140,7 +145,7 @@ def _batch_scaling(images, peak_gflops, batches, measured_batch, measured_rate, 
     """XLA steps/s and MFU against batch size (the measured batch reuses its figure)."""
     rows = {}
     for batch_size in batches:
-        config = GANConfig(batch_size=batch_size)
+        config = GANConfig(batch_size=batch_size, **PLAIN_STEP)
         if batch_size == measured_batch:
             rate = measured_rate
         else:
@@ -161,7 +166,7 @@ def fid_at_equal_budget(images: np.ndarray, steps: int) -> dict:
 
     out = {"steps": steps}
     for precision, jit in (("fp32", True), ("bf16", False)):
-        config = GANConfig(precision=precision)
+        config = GANConfig(precision=precision, **PLAIN_STEP)
         gan, step = _step_fn(config, jit)
         batches = iter(image_data.training_batches(images, config.batch_size, seed=0))
         began = time.perf_counter()
