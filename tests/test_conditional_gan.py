@@ -79,7 +79,7 @@ def test_label_accuracy_is_high_for_the_asked_digit_and_low_for_another(conditio
             _, labels = inputs
             digits = [by_label[(int(label) + shift) % 10][i % 50] for i, label in enumerate(labels.numpy())]
             return tf.constant(np.stack(digits).astype(np.float32) / 127.5 - 1.0)  # G's tanh range
-        return lambda run_dir: (generator, config, 0)
+        return lambda run_dir, **_: (generator, config, 0)
 
     monkeypatch.setattr(evaluate, "load_generator", stand_in(0))
     right = evaluate.evaluate_gan(tmp_path, verbose=0)
