@@ -33,7 +33,8 @@ def history(run: Path) -> list[dict]:
 def image_row(run: Path) -> dict:
     report = read_json(run / "eval.json")
     keep = ("fid", "real_fid_floor", "inception_score", "real_inception_score", "num_samples",
-            "classifier_test_accuracy", "label_accuracy", "elbo", "reconstruction", "kl", "step")
+            "classifier_test_accuracy", "label_accuracy", "elbo", "reconstruction", "kl", "step", "truncation",
+            "without_truncation")
     return {"run": str(run), **{k: report[k] for k in keep if k in report}}
 
 
