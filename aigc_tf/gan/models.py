@@ -124,13 +124,17 @@ def sampler(generator: keras.Model, config) -> keras.Model:
 
 def cluster_code(generator: keras.Model) -> ClusterCode | None:
     """The generator's `ClusterCode` layer (also inside a `sampler`), or None for a generator without clusters."""
-    pending = [generator]
+    return next((layer for layer in all_layers(generator) if isinstance(layer, ClusterCode)), None)
+
+
+def all_layers(model: keras.Model):
+    """Every layer of a model, the Sequential stacks inside the functional (conditional, truncating) models
+    included."""
+    pending = [model]
     while pending:
         layer = pending.pop()
-        if isinstance(layer, ClusterCode):
-            return layer
         pending.extend(getattr(layer, "layers", []))
-    return None
+        yield layer
 
 
 def _generator_stack(config, input_dim: int) -> keras.Sequential:

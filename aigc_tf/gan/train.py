@@ -34,7 +34,7 @@ from aigc_tf import AigcError, TrainingInterrupted, distribute, plots
 from aigc_tf.data import images as image_data
 from aigc_tf.gan import augment, losses
 from aigc_tf.gan import clusters as clustering
-from aigc_tf.gan.models import (build_discriminator, build_generator, cluster_code, cluster_of,
+from aigc_tf.gan.models import (all_layers, build_discriminator, build_generator, cluster_code, cluster_of,
                                  judges_with_labels, sampler)
 from aigc_tf.gan.sample import CHECKPOINT_ERRORS, generate, grid_labels
 from aigc_tf.hardware import MIXED_POLICIES
@@ -183,7 +183,7 @@ class GAN:
         """
         if self.generator_ema is None:
             return
-        norms = [layer for layer in _layers(self.generator_ema)
+        norms = [layer for layer in all_layers(self.generator_ema)
                  if isinstance(layer, keras.layers.BatchNormalization)]
         momenta = [layer.momentum for layer in norms]
         noise = np.random.default_rng(self.config.seed + 1).standard_normal(
@@ -288,22 +288,13 @@ def _squared_norm(gradients):
     return tf.reduce_sum(tf.square(gradients), axis=tf.range(1, tf.rank(gradients)))
 
 
-def _layers(model: keras.Model):
-    """Every layer of a model, the Sequential stacks inside the functional (conditional) models included."""
-    pending = [model]
-    while pending:
-        layer = pending.pop()
-        pending.extend(getattr(layer, "layers", []))
-        yield layer
-
-
 def _synchronize_batch_norm(model: keras.Model) -> None:
     """Make G's BatchNormalization use the statistics of the global batch, all-reduced over the replicas.
 
     Without it each replica normalises by its own share of the batch, and N replicas no longer compute the update
     one device computes on the same global batch (the losses differ by ~0.2% on 2 replicas of 8 digits).
     """
-    for layer in _layers(model):
+    for layer in all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = True
 
