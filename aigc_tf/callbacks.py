@@ -90,3 +90,50 @@ class EpochBackup(keras.callbacks.Callback):
         tmp.replace(pointer)  # the moment the new backup becomes the latest
         for old in sorted(self.write_folder.glob("epoch-*.weights.h5"))[:-self.keep]:
             old.unlink()
+
+
+class TokenThroughput(keras.callbacks.Callback):
+    """Tokens per second and the whole run's ETA: on the live progress bar (as `tokens_per_s`), every
+    `print_every` steps as one line where there is no live bar (logs, `nohup`), and in TensorBoard.
+
+    The rate is measured over the steps since the last report, so a resumed run's ETA counts only what is left.
+    It is kept out of the epoch logs: `history.csv` keeps the columns a resumed run started with.
+    """
+
+    def __init__(self, tokens_per_step: int, steps_per_epoch: int, epochs: int, tensorboard_dir: Path,
+                 print_every: int | None = None):
+        import tensorflow as tf
+
+        super().__init__()
+        self.tokens_per_step, self.steps_per_epoch, self.epochs = tokens_per_step, steps_per_epoch, epochs
+        self.print_every = print_every
+        self.writer = tf.summary.create_file_writer(str(Path(tensorboard_dir) / "throughput"))
+        self._epoch, self._mark = 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import time
+
+        self._epoch, self._mark = epoch, (0, time.perf_counter())
+
+    def on_train_batch_end(self, batch, logs=None):
+        import time
+
+        import tensorflow as tf
+
+        done_batches, began = self._mark
+        now = time.perf_counter()
+        if batch + 1 - done_batches < 10 and batch + 1 != self.steps_per_epoch:
+            if logs is not None and hasattr(self, "rate"):
+                logs["tokens_per_s"] = self.rate
+            return
+        self.rate = (batch + 1 - done_batches) * self.tokens_per_step / max(now - began, 1e-9)
+        self._mark = (batch + 1, now)
+        if logs is not None:
+            logs["tokens_per_s"] = self.rate
+        step = self._epoch * self.steps_per_epoch + batch + 1
+        with self.writer.as_default(step=step):
+            tf.summary.scalar("tokens_per_s", self.rate)
+        if self.print_every and (step % self.print_every == 0):
+            left = (self.epochs * self.steps_per_epoch - step) * self.tokens_per_step / max(self.rate, 1e-9)
+            print(f"step {step:,}/{self.epochs * self.steps_per_epoch:,}  {self.rate:,.0f} tokens/s  "
+                  f"ETA {left / 60:.0f} min", flush=True)

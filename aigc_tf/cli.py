@@ -231,8 +231,13 @@ TEXT_FLAGS = ("preset", "corpus", "epochs", "steps_per_epoch", "batch_size", "se
 def cmd_text_train(args) -> int:
     from aigc_tf.text.train import train_text
 
+    if args.from_scratch and args.preset:
+        raise AigcError("--from-scratch trains a new GPT-2 and --preset fine-tunes one: give one of them")
     _before_training(args)
-    result = train_text(_config(args, "text", TEXT_FLAGS), args.out, steps=args.steps, strategy=args.strategy)
+    config = _config(args, "text", TEXT_FLAGS)
+    if args.from_scratch:
+        config = config.replace(preset=None)
+    result = train_text(config, args.out, steps=args.steps, strategy=args.strategy)
     share = result.trainable_parameters / max(result.total_parameters, 1)
     _print_outputs(f"Trained {result.tokens_seen:,} tokens in {result.seconds:.0f} s "
                    f"({result.tokens_seen / max(result.seconds, 1e-9):,.0f} tokens/s); trainable parameters "
@@ -241,14 +246,38 @@ def cmd_text_train(args) -> int:
     return 0
 
 
+def cmd_text_pretrain(args) -> int:
+    from aigc_tf.text import pretrain
+
+    config = pretrain.pretrain_config(seed=args.seed) if args.seed is not None else pretrain.BASE_RECIPE
+    result = pretrain.pretrain(args.out, config)
+    _print_outputs(f"Pretrained {result.tokens_seen:,} tokens in {result.seconds:.0f} s. Ship it as the package's "
+                   f"base model with: aigc-tf text ship-base --run {args.out}. Outputs:", result.outputs)
+    return 0
+
+
+def cmd_text_ship_base(args) -> int:
+    from aigc_tf.text import pretrain
+
+    with _quiet_stdout():
+        outputs = pretrain.ship(args.run, args.to)
+    _print_outputs("Shipped the base model (a keras-hub preset and its model card):", outputs)
+    return 0
+
+
 def cmd_text_eval(args) -> int:
     from aigc_tf.text.evaluate import evaluate_text
 
+    if args.preset and args.run:
+        raise AigcError("give --run (a trained run) or --preset (a model before training), not both")
+    run = None if args.preset else (args.run or RUNS["text"])
+    out = args.out or (run / f"eval_{Path(args.corpus).stem}.json" if run else
+                       Path("runs") / f"eval_{Path(args.preset).name}_{Path(args.corpus).stem}.json")
     with _quiet_stdout():
-        report = evaluate_text(args.run, args.corpus, max_sequences=args.max_sequences, verbose=2,
+        report = evaluate_text(run, args.corpus, max_sequences=args.max_sequences, verbose=2,
                                continuation_samples=args.bleu_samples, prompt_tokens=args.prompt_tokens,
-                               continuation_tokens=args.continuation_tokens)
-    return _print_report(report, args.run / f"eval_{Path(args.corpus).stem}.json")
+                               continuation_tokens=args.continuation_tokens, preset=args.preset, out=out)
+    return _print_report(report, out)
 
 
 def read_prompts(args) -> list[str]:
@@ -551,14 +580,18 @@ def add_text_commands(families) -> None:
     text = families.add_parser("text", help="GPT-2 (keras-hub): train, eval, generate, export")
     cmds = text.add_subparsers(dest="command", required=True)
     train = cmds.add_parser(
-        "train", help="train a small GPT-2 (or fine-tune --preset), or resume the run in --out",
-        description="Fine-tune a GPT-2 causal LM with model.fit. Offline default: a small GPT-2 with the real GPT-2 "
-                    "tokenizer trained on the SOTU corpus. Re-running the same command resumes.")
+        "train", help="fine-tune the shipped base GPT-2 (or --preset, or --from-scratch), or resume the run in --out",
+        description="Fine-tune a GPT-2 causal LM with model.fit. Offline default: the project's pretrained base "
+                    "(aigc_gpt2_base, shipped in the package) fine-tuned on Moby-Dick, whose last tenth is held "
+                    "out. Re-running the same command resumes.")
     add_train_flags(train, "text", "epochs of --steps-per-epoch steps")
-    train.add_argument("--preset", help="a from_preset handle: gpt2_base_en, hf://openai-community/gpt2 (network), "
-                                        "or a local preset folder; default: a small GPT-2 from scratch")
-    train.add_argument("--corpus", help="sotu, moby_dick, a UTF-8 file / folder of .txt, or tfds:NAME[:SPLIT] online "
-                                        f"(default: {default_of('text', 'corpus')})")
+    train.add_argument("--preset", help="a from_preset handle: aigc_gpt2_base (shipped), gpt2_base_en, "
+                                        "hf://openai-community/gpt2 (network), or a local preset folder "
+                                        f"(default: {default_of('text', 'preset')})")
+    train.add_argument("--from-scratch", action="store_true",
+                       help="train a new small GPT-2 (--num-layers, --hidden-dim) instead of fine-tuning a preset")
+    train.add_argument("--corpus", help="sotu, shakespeare, moby_dick (join with +), a UTF-8 file / folder of .txt, "
+                                        f"or tfds:NAME[:SPLIT] online (default: {default_of('text', 'corpus')})")
     train.add_argument("--steps-per-epoch", type=positive_int,
                        help=f"steps between validations (default: {default_of('text', 'steps_per_epoch')})")
     train.add_argument("--sequence-length", type=positive_int,
@@ -583,8 +616,26 @@ def add_text_commands(families) -> None:
                             "float32 either way")
     train.set_defaults(handler=cmd_text_train)
 
+    from aigc_tf.text.pretrain import BASE_RECIPE, PRESET_NAME
+
+    pre = cmds.add_parser(
+        "pretrain", help=f"pretrain the base GPT-2 ({PRESET_NAME}) on {BASE_RECIPE.corpus}: hours on 2 cores",
+        description="The base model's recipe (aigc_tf.text.pretrain.BASE_RECIPE): a 6 x 192 GPT-2 trained from zero "
+                    "with fit. Resumes from its last epoch when run again; run it in the background (nohup).")
+    pre.add_argument("--out", type=Path, default=Path("runs/pretrain"), help="run folder (default: %(default)s)")
+    pre.add_argument("--seed", type=non_negative_int, help=f"default: {BASE_RECIPE.seed}")
+    pre.set_defaults(handler=cmd_text_pretrain)
+    ship = cmds.add_parser("ship-base", help="copy a pretraining run's model into the package as the shipped "
+                                             "preset and write its model card from the run's artifacts")
+    ship.add_argument("--run", type=Path, default=Path("runs/pretrain"), help="pretraining run (default: %(default)s)")
+    ship.add_argument("--to", type=Path, help="preset folder (default: the package's presets/aigc_gpt2_base)")
+    ship.set_defaults(handler=cmd_text_ship_base)
+
     evaluate = cmds.add_parser("eval", help="perplexity, BLEU and ROUGE-L on held-out text (JSON on stdout)")
-    add_run_arg(evaluate, "text")
+    evaluate.add_argument("--run", type=Path, help=f"run folder (default: {RUNS['text']})")
+    evaluate.add_argument("--preset", help="score a preset before fine-tuning instead (aigc_gpt2_base, a folder)")
+    evaluate.add_argument("--out", type=Path, help="report file (default: <run>/eval_<corpus>.json, or "
+                                                    "runs/eval_<preset>_<corpus>.json)")
     evaluate.add_argument("--corpus", default="moby_dick", help="held-out corpus (default: %(default)s)")
     evaluate.add_argument("--max-sequences", type=positive_int, help="evaluate only this many windows")
     evaluate.add_argument("--bleu-samples", type=non_negative_int, default=CONTINUATION_SAMPLES, metavar="N",

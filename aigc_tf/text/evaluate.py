@@ -51,7 +51,7 @@ def window_perplexity(causal_lm, windows, batch_size: int = 8, jit_compile: bool
 
 def continuation_scores(causal_lm, corpus: str, prompt_tokens: int = 32, continuation_tokens: int = 32,
                         max_sequences: int = CONTINUATION_SAMPLES, sequence_length: int | None = None,
-                        examples: int = 2) -> dict:
+                        examples: int = 2, windows: np.ndarray | None = None) -> dict:
     """BLEU-4 and ROUGE-L F1 of greedy continuations of held-out text against what the text really says next.
 
     From `max_sequences` windows spread evenly over the corpus (packed as `perplexity` packs them, windows of
@@ -83,7 +83,11 @@ def continuation_scores(causal_lm, corpus: str, prompt_tokens: int = 32, continu
     if total > context:
         raise AigcError(f"the start token + `prompt_tokens` + `continuation_tokens` ({total}) exceed the model's "
                         f"context of {context} tokens")
-    windows = text_data.pack_windows(text_data.corpus_token_ids(corpus, tokenizer), sequence_length)
+    if windows is None:
+        windows = text_data.pack_windows(text_data.corpus_token_ids(corpus, tokenizer), sequence_length)
+    elif windows.shape[1] < prompt_tokens + continuation_tokens:
+        raise AigcError(f"evaluation windows of {windows.shape[1]} tokens cannot hold `prompt_tokens` + "
+                        f"`continuation_tokens` ({prompt_tokens + continuation_tokens})")
     rows = np.unique(np.linspace(0, len(windows) - 1, min(max_sequences, len(windows))).round().astype(int))
     prompts = windows[rows, :prompt_tokens]  # (N, K)
     references = windows[rows, prompt_tokens:prompt_tokens + continuation_tokens]  # (N, M)
@@ -145,25 +149,48 @@ def _detokenize(tokenizer, ids: list[int]) -> str:
     return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
 
 
-def evaluate_text(run_dir: Path, corpus: str = "moby_dick", max_sequences: int | None = None, verbose: int = 0,
-                  continuation_samples: int = CONTINUATION_SAMPLES, prompt_tokens: int | None = None,
-                  continuation_tokens: int | None = None) -> dict:
+def evaluate_text(run_dir: Path | None, corpus: str = "moby_dick", max_sequences: int | None = None,
+                  verbose: int = 0, continuation_samples: int = CONTINUATION_SAMPLES, prompt_tokens: int | None = None,
+                  continuation_tokens: int | None = None, preset: str | None = None,
+                  out: Path | None = None) -> dict:
     """A text run's perplexity on `corpus` at its training sequence length and, unless `continuation_samples` is 0,
     the BLEU and ROUGE-L of its greedy continuations (`continuation_scores`); also written to
     `<run>/eval_<corpus>.json`.
 
     `prompt_tokens` and `continuation_tokens` default to 32 each, or a quarter of the training window each for runs
     trained on windows shorter than 128 tokens.
-    """
-    from aigc_tf.text.models import load_text_run
 
-    causal_lm, config = load_text_run(run_dir)
-    report = {"run": str(run_dir), **perplexity(causal_lm, corpus, config.sequence_length,
-                                                 max_sequences=max_sequences, verbose=verbose)}
+    On the corpus the run was trained on, only its held-out split is scored (`split: "validation"`, the windows
+    `fit` never trained on); on any other corpus, all of it (`split: "all"`).
+
+    `preset` instead of `run_dir` scores a model before fine-tuning (the shipped base, say) on exactly the windows a
+    default fine-tuning run on `corpus` holds out, so "before" and "after" compare; the report goes to `out`.
+    """
+    from aigc_tf.config import TextConfig
+    from aigc_tf.text.models import load_preset, load_text_run
+
+    if preset:
+        config = TextConfig(preset=preset, corpus=corpus)
+        causal_lm = load_preset(preset, config.sequence_length, dtype="float32")
+    else:
+        causal_lm, config = load_text_run(run_dir)
+    tokenizer = causal_lm.preprocessor.tokenizer
+    if corpus == config.corpus:
+        split, (_, windows) = "validation", text_data.train_validation_windows(
+            corpus, tokenizer, config.sequence_length, config.validation_fraction)
+    else:
+        split, windows = "all", text_data.pack_windows(text_data.corpus_token_ids(corpus, tokenizer),
+                                                       config.sequence_length)
+    if max_sequences:
+        windows = windows[:max_sequences]
+    report = {"run" if run_dir else "preset": str(run_dir or preset), "corpus": corpus, "split": split,
+              **window_perplexity(causal_lm, windows, verbose=verbose)}
     if continuation_samples:
         default = max(1, min(32, config.sequence_length // 4))
         scores = continuation_scores(causal_lm, corpus, prompt_tokens or default, continuation_tokens or default,
-                                     continuation_samples, sequence_length=config.sequence_length)
+                                     continuation_samples, sequence_length=config.sequence_length, windows=windows)
         report.update(bleu=scores.pop("bleu"), rouge_l=scores.pop("rouge_l"), continuation=scores)
-    (Path(run_dir) / f"eval_{Path(corpus).stem}.json").write_text(json.dumps(report, indent=2))
+    out = Path(out or Path(run_dir) / f"eval_{Path(corpus).stem}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
     return report

@@ -2,8 +2,9 @@
 
 keras-hub (Radford et al. 2019, "Language Models are Unsupervised Multitask Learners") provides the transformer that
 is trained, fine-tuned and saved; `kv_decoder` re-lays its weights out for fast decoding only. Offline there are no
-pretrained weights, so the default is a small GPT-2 with the real GPT-2 tokenizer trained from scratch; the same code
-path fine-tunes any preset that `from_preset` accepts.
+downloadable weights, so the default is the project's own base model, pretrained once (`aigc_tf.text.pretrain`) and
+shipped in the package as a keras-hub preset (`aigc_gpt2_base`); the same code path fine-tunes any preset that
+`from_preset` accepts, and `preset=None` builds a new GPT-2 to train from scratch.
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ from aigc_tf.text import peft
 from aigc_tf.text.tokenizer import VOCABULARY_SIZE, gpt2_tokenizer
 
 PRESET_DIR = "preset"  # where a text run saves its model, as a keras-hub preset
+SHIPPED_PRESETS = {"aigc_gpt2_base": Path(__file__).parent / "presets" / "aigc_gpt2_base"}  # inside the package
+
+
+def resolve_preset(preset: str) -> str:
+    """A shipped preset's name -> its folder inside the installed package; any other handle unchanged."""
+    if preset in SHIPPED_PRESETS:
+        folder = SHIPPED_PRESETS[preset]
+        if not (folder / "config.json").exists() or not (folder / "model.weights.h5").exists():
+            raise AigcError(f"the shipped preset {preset} is missing from {folder.parent}; reinstall aigc_tf "
+                            "(pip install .), or train from zero with --from-scratch")
+        return str(folder)
+    return preset
 
 
 def build_causal_lm(config):
@@ -55,6 +68,7 @@ def load_preset(preset: str, sequence_length: int | None = None, dtype: str | No
     """
     import keras_hub
 
+    preset = resolve_preset(preset)
     looks_local = preset.startswith((".", "/", "~")) or Path(preset).expanduser().exists()
     if looks_local and not (Path(preset).expanduser() / "config.json").exists():
         raise AigcError(f"preset folder {preset} does not exist or holds no config.json (write one with "

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from aigc_tf import AigcError, distribute, plots
+from aigc_tf.callbacks import TokenThroughput
 from aigc_tf.config import DEFAULT_LORA_RANK
 from aigc_tf.runs import RunFolder
 from aigc_tf.seeding import seeded
@@ -98,9 +99,8 @@ def compile_for_training(model, config, total_steps: int) -> None:
 
 
 def corpus_windows(config, tokenizer):
-    ids = text_data.corpus_token_ids(config.corpus, tokenizer)
-    windows = text_data.pack_windows(ids, config.sequence_length)
-    return text_data.split_windows(windows, config.validation_fraction)
+    return text_data.train_validation_windows(config.corpus, tokenizer, config.sequence_length,
+                                              config.validation_fraction)
 
 
 def _int_padding_mask(x, y, sample_weight):
@@ -163,9 +163,15 @@ def _fit(config, run: RunFolder, dist, chief: bool, steps: int | None, verbose: 
         val_ds = val_ds.repeat()  # validation_steps then reads the same first batches every epoch
     if distributed:  # Keras' first distributed build averages a batch over the replicas, which a bool mask fails
         train_ds, val_ds = train_ds.map(_int_padding_mask), val_ds.map(_int_padding_mask)
+    import sys
+
+    live_bar = verbose and sys.stdout.isatty()  # without one (logs, nohup), a line of tokens/s and ETA instead
     extra = [TextSampleCallback(causal_lm, config.sample_prompt, run.path / "samples.txt",
                                 max_length=min(64, config.max_sequence_length), tensorboard_dir=run.tensorboard,
-                                verbose=verbose)] if chief else []
+                                verbose=verbose),
+             TokenThroughput(config.batch_size * config.sequence_length, steps_per_epoch, epochs, run.tensorboard,
+                             print_every=None if live_bar or not verbose else max(10, steps_per_epoch // 5)),
+             ] if chief else []
     seconds = fit_run(run, trainer, train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
                       validation_steps=config.validation_batches, extra_callbacks=extra,
                       tensorboard_update_freq=max(1, steps_per_epoch // 10), verbose=verbose, chief=chief,
