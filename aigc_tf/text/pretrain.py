@@ -43,11 +43,11 @@ def pretrain(run_dir: Path, config: TextConfig = BASE_RECIPE, verbose: bool = Tr
 
     from aigc_tf.text.train import train_text
 
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    result = train_text(config, Path(run_dir), verbose=verbose)
     machine = Path(run_dir) / MACHINE_FILE  # the card states the machine that trained it, not the one shipping it
     if not machine.exists():
         machine.write_text(json.dumps(machine_facts(), indent=2))
-    return train_text(config, Path(run_dir), verbose=verbose)
+    return result
 
 
 # ----------------------------------------------------------------------------------------- shipping the base model
