@@ -1,7 +1,8 @@
 """Collect the numbers the README quotes from the run folders that `make demo` and `make results` wrote.
 
-    make demo       # runs/gan, runs/gpt2, runs/vae (+ their eval JSON)
-    make results    # runs/cgan, the Moby-Dick fine-tuning runs, greedy and top-p samples, then this script
+    make demo          # runs/gan, runs/gpt2 (the shipped base fine-tuned on Moby-Dick), runs/vae, their eval JSON
+    make results       # runs/cgan, the PEFT runs, samples, the robustness run, then this script
+    make results-text  # the text half alone: `python results/collect.py --only text` keeps the other sections
 
 Writes `results/default_run.json` (every number, with the run folder it came from) and `results/tables.md` (the
 README's tables, rendered from that JSON). Nothing here is typed in by hand. Speeds are recorded in the JSON but left
@@ -38,8 +39,8 @@ def image_row(run: Path) -> dict:
     return {"run": str(run), **{k: report[k] for k in keep if k in report}}
 
 
-FINE_TUNING_RUNS = ("moby_full", "moby_lora", "moby_lora_lr1e-2", "moby_prefix", "moby_prefix_lr1e-2", "moby_adapter",
-                    "moby_adapter_lr1e-2")  # `make results`: 100 steps each from runs/gpt2/preset
+FINE_TUNING_RUNS = ("gpt2", "moby_lora", "moby_prefix", "moby_adapter")  # the demo's full fine-tuning, then
+# `make results-text`'s PEFT runs: each fine-tunes the shipped base on Moby-Dick for the demo's 200 steps
 METHOD_NAMES = {"full": "full fine-tuning", "lora": "LoRA rank {size}", "prefix": "prefix tuning, {size} vectors",
                 "adapter": "adapters, bottleneck {size}"}
 
@@ -52,19 +53,6 @@ def fine_tune_row(run: Path) -> dict:
     return {"run": str(run), "method": method, "size": size.get(method), "learning_rate": config["learning_rate"],
             "steps": len(rows) * config["steps_per_epoch"], **summary,
             "val_loss": float(rows[-1]["val_loss"]), "val_perplexity": float(rows[-1]["val_perplexity"])}
-
-
-def moby_validation_before_fine_tuning(base: Path, fine_tuned: Path) -> dict:
-    """The base model's loss on the validation windows the fine-tuning runs report (the last 2% of Moby-Dick)."""
-    from aigc_tf.config import load
-    from aigc_tf.text.evaluate import window_perplexity
-    from aigc_tf.text.models import load_text_run
-    from aigc_tf.text.train import corpus_windows
-
-    causal_lm, _ = load_text_run(base)
-    config = load(fine_tuned / "config.json")
-    _, validation = corpus_windows(config, causal_lm.preprocessor.tokenizer)
-    return {"run": str(base), **window_perplexity(causal_lm, validation)}
 
 
 def repeated_trigram_share(texts: list[str]) -> float:
@@ -112,24 +100,34 @@ def collect() -> dict:
         "cgan": image_row(RUNS / "cgan"),
         "vae": image_row(RUNS / "vae"),
         "gan_history": [{k: row[k] for k in ("epoch", "step", "steps_per_s")} for row in history(RUNS / "gan")][-1:],
+        "demo_seconds": read_json(RUNS / "demo_times.json"),
+        "robustness": robustness(RUNS / "robust"),
+        **collect_text(),
+    }
+    return results
+
+
+def collect_text() -> dict:
+    """The text half: the shipped base before fine-tuning, the demo's fine-tuned run, decoding, the PEFT runs."""
+    before = read_json(RUNS / "eval_base_moby_dick.json")  # the demo's `text eval --preset aigc_gpt2_base`
+    runs = [fine_tune_row(RUNS / name) for name in FINE_TUNING_RUNS]
+    full_gain = before["loss"] - runs[0]["val_loss"]
+    for run in runs:  # the share of full fine-tuning's gain in validation loss (nats) each method recovers
+        run["share_of_full_gain"] = (before["loss"] - run["val_loss"]) / full_gain if full_gain > 0 else None
+    return {
         "text": {
             "run": str(RUNS / "gpt2"),
             "summary": read_json(RUNS / "gpt2" / "train_summary.json"),
             "epochs": [{k: float(row[k]) for k in ("epoch", "loss", "val_loss", "val_perplexity")}
                        for row in history(RUNS / "gpt2")],
+            "base_moby_dick": before,
             "moby_dick": read_json(RUNS / "gpt2" / "eval_moby_dick.json"),
             "greedy": read_json(OUT / "samples_greedy.json"),
             "top_p": read_json(OUT / "samples_top_p.json"),
             "decoding": decoding_rows(),
         },
-        "demo_seconds": read_json(RUNS / "demo_times.json"),
-        "robustness": robustness(RUNS / "robust"),
-        "fine_tuning": {
-            "before": moby_validation_before_fine_tuning(RUNS / "gpt2", RUNS / "moby_full"),
-            "runs": [fine_tune_row(RUNS / name) for name in FINE_TUNING_RUNS],
-        },
+        "fine_tuning": {"before": before, "runs": runs},
     }
-    return results
 
 
 def tables(r: dict) -> str:
@@ -143,34 +141,9 @@ def tables(r: dict) -> str:
              f"(reconstruction {vae['reconstruction']:.1f}, KL {vae['kl']:.1f}) |",
              f"| real test digits | {gan['real_fid_floor']:.1f} (floor) | {gan['real_inception_score']:.2f} | "
              f"{gan['classifier_test_accuracy']:.1%} (classifier) | |", ""]
-    text = r["text"]
-    lines += ["| epoch | training loss | validation loss | validation perplexity |", "|---:|---:|---:|---:|"]
-    lines += [f"| {int(e['epoch']) + 1} | {e['loss']:.2f} | {e['val_loss']:.2f} | {e['val_perplexity']:,.0f} |"
-              for e in text["epochs"]]
-    moby = text["moby_dick"]
-    lines += ["", f"Held-out perplexity on Moby-Dick ({moby['tokens']:,} tokens): {moby['perplexity']:,.0f}", ""]
-    lines += ["| decoding | repeated word trigrams | samples |", "|---|---:|---|"]
-    lines += [f"| {row['decoding']} | {row['repeated_trigram_share']:.0%} | `{row['file']}` |"
-              for row in text["decoding"]]
+    lines += text_tables(r)
     lines += ["", "| `make demo` stage | seconds |", "|---|---:|"]
     lines += [f"| {stage} | {seconds:.0f} |" for stage, seconds in r["demo_seconds"].items()]
-    lines += [""]
-    before = r["fine_tuning"]["before"]
-    lines += ["| method | trainable parameters | tokens/s | validation loss (perplexity) |",
-              "|---|---:|---:|---|",
-              f"| no fine-tuning (`runs/gpt2`) | - | - | {before['loss']:.2f} ({before['perplexity']:,.0f}) |"]
-    for run in r["fine_tuning"]["runs"]:
-        name = METHOD_NAMES[run["method"]].format(size=run["size"])
-        share = run["trainable_parameters"] / run["total_parameters"]
-        lines.append(f"| {name}, lr {run['learning_rate']:g} (`{run['run']}`) | {run['trainable_parameters']:,} "
-                     f"({share:.2%}) | {run['tokens_per_s']:,.0f} | {run['val_loss']:.2f} "
-                     f"({run['val_perplexity']:,.0f}) |")
-    moby = r["text"]["moby_dick"]
-    if "bleu" in moby:
-        c = moby["continuation"]
-        lines += ["", f"Greedy continuations of {c['sequences']} held-out Moby-Dick windows ({c['prompt_tokens']} "
-                      f"tokens in, {c['continuation_tokens']} out): BLEU {moby['bleu']:.3f}, "
-                      f"ROUGE-L {moby['rouge_l']:.3f}"]
     rob = r["robustness"]
     lines += ["", "| classifier, attack | " + " | ".join(f"eps {e:g}" for e in rob["epsilons"]) + " |",
               "|---|" + "---:|" * len(rob["epsilons"])]
@@ -189,7 +162,42 @@ def tables(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def text_tables(r: dict) -> list[str]:
+    text, before = r["text"], r["fine_tuning"]["before"]
+    lines = ["| epoch | training loss | validation loss | validation perplexity |", "|---:|---:|---:|---:|"]
+    lines += [f"| {int(e['epoch']) + 1} | {e['loss']:.2f} | {e['val_loss']:.2f} | {e['val_perplexity']:,.0f} |"
+              for e in text["epochs"]]
+    moby = text["moby_dick"]
+    lines += ["", f"Held-out Moby-Dick perplexity ({moby['tokens']:,} tokens, split {moby['split']}): base "
+                  f"{before['perplexity']:,.1f}, fine-tuned {moby['perplexity']:,.1f}", ""]
+    lines += ["| decoding | repeated word trigrams | samples |", "|---|---:|---|"]
+    lines += [f"| {row['decoding']} | {row['repeated_trigram_share']:.0%} | `{row['file']}` |"
+              for row in text["decoding"]]
+    lines += ["", "| method | trainable parameters | validation loss (perplexity) | share of full fine-tuning's gain |",
+              "|---|---:|---|---:|",
+              f"| no fine-tuning (`{before['preset']}`) | - | {before['loss']:.3f} ({before['perplexity']:,.1f}) | - |"]
+    for run in r["fine_tuning"]["runs"]:
+        name = METHOD_NAMES[run["method"]].format(size=run["size"])
+        share = run["trainable_parameters"] / run["total_parameters"]
+        gain = run["share_of_full_gain"]
+        lines.append(f"| {name}, lr {run['learning_rate']:g} (`{run['run']}`) | {run['trainable_parameters']:,} "
+                     f"({share:.2%}) | {run['val_loss']:.3f} ({run['val_perplexity']:,.1f}) | "
+                     f"{'-' if gain is None else f'{gain:.0%}'} |")
+    if "bleu" in moby:
+        c = moby["continuation"]
+        lines += ["", f"Greedy continuations of {c['sequences']} held-out Moby-Dick windows ({c['prompt_tokens']} "
+                      f"tokens in, {c['continuation_tokens']} out): BLEU {moby['bleu']:.3f}, "
+                      f"ROUGE-L {moby['rouge_l']:.3f}"]
+    return lines
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--only", "text"]:  # `make results-text`: keep the image, robustness and demo sections
+        results = {**read_json(OUT / "default_run.json"), **collect_text()}
+        (OUT / "default_run.json").write_text(json.dumps(results, indent=2) + "\n")
+        (OUT / "tables.md").write_text(tables(results))
+        print(f"Wrote the text sections of {OUT / 'default_run.json'} and {OUT / 'tables.md'}")
+        return 0
     results = collect()
     (OUT / "default_run.json").write_text(json.dumps(results, indent=2) + "\n")
     (OUT / "tables.md").write_text(tables(results))
