@@ -40,7 +40,8 @@ def demo_text_run(requested: Path | None, quick: bool) -> Path:
         return Path("runs/gpt2")
     run = BENCH / ".cache" / ("gpt2_tiny" if quick else "gpt2_demo")
     if not (run / "preset" / "config.json").exists():
-        config = TextConfig.tiny() if quick else TextConfig(epochs=1, steps_per_epoch=300, validation_batches=4)
+        config = TextConfig.tiny() if quick else TextConfig(preset=None, corpus="sotu", epochs=1,
+                                                            steps_per_epoch=300, validation_batches=4)
         print(f"training a small demo text model for the perplexity ratios into {run} ...", flush=True)
         train(config, run, verbose=False)
     return run
@@ -89,13 +90,13 @@ def main(argv=None) -> int:
         scaling_batches=(64, 256) if args.quick else (64, 256, 1024), fid_steps=0 if args.quick else 5000))
     # The quick run's decoding model, pinned to the size the decoding checks were written for (the default GPT-2 is
     # narrower now): with 2 heads of 32 its untrained logits tie often enough to flip bf16 argmaxes between paths.
-    small = TextConfig(dropout=0.0, num_heads=4, hidden_dim=256, intermediate_dim=1024)
+    small = TextConfig(preset=None, dropout=0.0, num_heads=4, hidden_dim=256, intermediate_dim=1024)
     section("decode", lambda: decode.measure(
-        small if args.quick else TextConfig(**decode.GPT2_124M), results["bandwidth_gbs"], repeats=repeats,
+        small if args.quick else TextConfig(preset=None, **decode.GPT2_124M), results["bandwidth_gbs"], repeats=repeats,
         full=not args.quick, scaling_repeats=1 if args.quick else 3,
         batches=(1, 4) if args.quick else (1, 4, 16, 64), prompts=(16, 128) if args.quick else (16, 128, 512),
         text_run=demo_text_run(args.text_run, args.quick), ppl_windows=8 if args.quick else 64))
-    section("serve", lambda: serve.measure(small if args.quick else TextConfig(**decode.GPT2_124M), quick=args.quick))
+    section("serve", lambda: serve.measure(small if args.quick else TextConfig(preset=None, **decode.GPT2_124M), quick=args.quick))
     section("train", lambda: text_train.measure(peak, steps=3 if args.quick else 10, repeats=repeats))
     # The references again at the end: a peak is a peak, so each is the better of the two (MFU never flatters).
     start, end = results.pop("probes_start"), machine.probes(repeats=3 if args.quick else 5, quick=args.quick)

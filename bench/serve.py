@@ -165,7 +165,7 @@ def main(argv=None) -> int:
 
     import decode
 
-    config = TextConfig(dropout=0.0) if args.quick else TextConfig(**decode.GPT2_124M)
+    config = TextConfig(preset=None, dropout=0.0) if args.quick else TextConfig(preset=None, **decode.GPT2_124M)
     print(json.dumps(measure(config, quick=args.quick), indent=2))
     return 0
 

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
                "cpu": hardware.describe(), "eval_sequences": EVAL_SEQUENCES, "rows": {}}
     for row in args.rows.split(","):
         hidden, heads, intermediate, steps = ROWS[row]
-        config = TextConfig(hidden_dim=hidden, num_heads=heads, intermediate_dim=intermediate, epochs=1,
+        config = TextConfig(preset=None, corpus="sotu", hidden_dim=hidden, num_heads=heads, intermediate_dim=intermediate, epochs=1,
                             steps_per_epoch=steps, validation_batches=5)
         run = BENCH / ".cache" / "text_recipe" / row
         shutil.rmtree(run, ignore_errors=True)

@@ -44,7 +44,7 @@ def measure(peak_gflops: float, *, steps: int = 10, repeats: int = 5, config: Te
     from aigc_tf.text.models import build_causal_lm
     from aigc_tf.text.train import compile_for_training
 
-    config = config or TextConfig()
+    config = config or TextConfig(preset=None, corpus="sotu")
     keras.utils.set_random_seed(0)
     template = build_causal_lm(config).backbone
     windows = np.random.default_rng(0).integers(0, 50257, (config.batch_size * steps, config.sequence_length + 1))

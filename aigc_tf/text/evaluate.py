@@ -181,10 +181,9 @@ def evaluate_text(run_dir: Path | None, corpus: str = "moby_dick", max_sequences
     else:
         split, windows = "all", text_data.pack_windows(text_data.corpus_token_ids(corpus, tokenizer),
                                                        config.sequence_length)
-    if max_sequences:
-        windows = windows[:max_sequences]
+    scored = windows[:max_sequences] if max_sequences else windows  # continuations still spread over all of them
     report = {"run" if run_dir else "preset": str(run_dir or preset), "corpus": corpus, "split": split,
-              **window_perplexity(causal_lm, windows, verbose=verbose)}
+              **window_perplexity(causal_lm, scored, verbose=verbose)}
     if continuation_samples:
         default = max(1, min(32, config.sequence_length // 4))
         scores = continuation_scores(causal_lm, corpus, prompt_tokens or default, continuation_tokens or default,

@@ -128,6 +128,9 @@ def ship(run_dir: Path, to: Path | None = None) -> dict:
     _, validation = text_data.train_validation_windows(config.corpus, tokenizer, config.sequence_length,
                                                        config.validation_fraction)
     held_out = window_perplexity(causal_lm, validation, batch_size=config.batch_size)
+    per_part = {part: window_perplexity(causal_lm, text_data.train_validation_windows(
+        part, tokenizer, config.sequence_length, config.validation_fraction)[1], batch_size=config.batch_size)
+        for part in text_data.corpus_parts(config.corpus)}
     check = window_perplexity(causal_lm, validation[:CHECK_WINDOWS], batch_size=config.batch_size)
     causal_lm.compile(sampler="greedy")
     greedy = generate(causal_lm, list(CARD_PROMPTS), "greedy", max_length=48)
@@ -157,7 +160,9 @@ def ship(run_dir: Path, to: Path | None = None) -> dict:
                         **dict(zip(("what", "from", "licence"), SOURCES.get(part, (part, "local", "unknown"))))}
                  for part in parts},
         "held_out": {"windows": int(len(validation)), "tokens": held_out["tokens"],
-                     "perplexity": round(held_out["perplexity"], 3), "loss": round(held_out["loss"], 5)},
+                     "perplexity": round(held_out["perplexity"], 3), "loss": round(held_out["loss"], 5),
+                     "by_part": {part: {"tokens": r["tokens"], "perplexity": round(r["perplexity"], 3)}
+                                 for part, r in per_part.items()}},
         "check_slice": {"windows": CHECK_WINDOWS, "perplexity": check["perplexity"], "loss": check["loss"]},
         "history": history,
         "samples": {"greedy": dict(zip(CARD_PROMPTS, (t[0] for t in greedy))),
@@ -220,7 +225,9 @@ def model_card_markdown(card: dict) -> str:
         "## Evaluation",
         f"Held-out perplexity on the whole validation split ({held['windows']} windows, {held['tokens']:,} tokens): "
         f"**{held['perplexity']:.1f}**. The first {card['check_slice']['windows']} windows alone: "
-        f"{card['check_slice']['perplexity']:.2f} (a test recomputes this to catch a corrupted file).",
+        f"{card['check_slice']['perplexity']:.2f} (a test recomputes this to catch a corrupted file). By part: "
+        + "; ".join(f"{part} {r['perplexity']:.1f} ({r['tokens']:,} tokens)" for part, r in held["by_part"].items())
+        + ".",
         "",
         "## Samples (48 tokens, prompt included)",
         "Greedy:",
