@@ -145,8 +145,8 @@ def ship(run_dir: Path, to: Path | None = None) -> dict:
     weights_bytes = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
     parts = text_data.corpus_parts(config.corpus)
     card = {
-        "name": PRESET_NAME, "command": f"aigc-tf text pretrain --out {run.path} && aigc-tf text ship-base --run "
-                                        f"{run.path}",
+        "name": PRESET_NAME, "run": str(run.path),
+        "command": "make pretrain (aigc-tf text pretrain --out runs/pretrain; aigc-tf text ship-base --run runs/pretrain)",
         "architecture": {k: getattr(config, k) for k in ("num_layers", "num_heads", "hidden_dim", "intermediate_dim",
                                                           "max_sequence_length", "dropout")},
         "parameters": int(sum(np.prod(v.shape) for v in causal_lm.backbone.weights)),
