@@ -2,7 +2,7 @@
 #   make demo   set up .venv, fetch the offline data, then `aigc-tf demo`: train, evaluate and export the GAN, GPT-2
 #               and VAE, check the exports, print each stage's time
 #   make test   set up .venv, fetch the offline data, run the test suite
-#   make results  after make demo: the conditional GAN, Moby-Dick fine-tuning (full, LoRA, prefix, adapters) and
+#   make results  after make demo: the conditional GAN, the PEFT runs (LoRA, prefix, adapters) on the shipped base and
 #                 adversarial-robustness runs, then results/ (the README's tables)
 #   make notebooks         set up, fetch the data, install JupyterLab if missing, open the tutorials
 #   make strip-notebooks   remove outputs and execution counts from the notebooks before committing
