@@ -77,6 +77,11 @@ def run_demo(runs: Path = Path("runs"), models: Path = Path("saved_models"), see
     path.write_text(json.dumps({name: round(seconds, 1) for name, seconds in times.items()}, indent=2))
     print(time_table(times), file=sys.stderr)
     print(f"stage times: {path}", file=sys.stderr)
+    before, after = runs / "eval_base_moby_dick.json", runs / "gpt2" / "eval_moby_dick.json"
+    if before.exists() and after.exists():  # the text half's headline: what fine-tuning the base bought
+        before, after = (json.loads(p.read_text()) for p in (before, after))
+        print(f"GPT-2 on Moby-Dick's held-out tenth: perplexity {before['perplexity']:,.1f} (shipped base) -> "
+              f"{after['perplexity']:,.1f} (fine-tuned)", file=sys.stderr)
     return times
 
 
