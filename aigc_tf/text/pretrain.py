@@ -9,7 +9,8 @@ result inside the package (`aigc_tf/text/presets/aigc_gpt2_base/`). `aigc-tf tex
 The recipe is the same `train_text` code path as fine-tuning (AdamW, warm-up + cosine, epoch backups so a killed run
 resumes, CSV + TensorBoard, a sample every epoch), with a shape chosen by measurement on a 2-core CPU
 (bench/DECISIONS.md, "The base GPT-2"): the 50,257 x hidden output projection is most of a small GPT-2's compute, so
-the base is deep and narrow. `write_model_card` writes the card beside the preset from the run's own artifacts.
+the base is deep and narrow. `ship` copies the finished run's preset into the package and writes its model card
+beside it from the run's own artifacts (`model_card_markdown` renders it).
 """
 
 from __future__ import annotations
