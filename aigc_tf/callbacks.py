@@ -108,7 +108,7 @@ class TokenThroughput(keras.callbacks.Callback):
         self.tokens_per_step, self.steps_per_epoch, self.epochs = tokens_per_step, steps_per_epoch, epochs
         self.print_every = print_every
         self.writer = tf.summary.create_file_writer(str(Path(tensorboard_dir) / "throughput"))
-        self._epoch, self._mark = 0, None
+        self._epoch, self._mark, self.rate = 0, None, None
 
     def on_epoch_begin(self, epoch, logs=None):
         import time
@@ -123,7 +123,7 @@ class TokenThroughput(keras.callbacks.Callback):
         done_batches, began = self._mark
         now = time.perf_counter()
         if batch + 1 - done_batches < 10 and batch + 1 != self.steps_per_epoch:
-            if logs is not None and hasattr(self, "rate"):
+            if logs is not None and self.rate is not None:
                 logs["tokens_per_s"] = self.rate
             return
         self.rate = (batch + 1 - done_batches) * self.tokens_per_step / max(now - began, 1e-9)

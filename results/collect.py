@@ -49,9 +49,9 @@ def fine_tune_row(run: Path) -> dict:
     """A fine-tuning run, scored on the whole held-out split of its corpus: the windows the base model's row is
     scored on (`fit`'s own validation reads only `validation_batches` of them)."""
     from aigc_tf.config import DEFAULT_LORA_RANK
-    from aigc_tf.text import data as text_data
     from aigc_tf.text.evaluate import window_perplexity
     from aigc_tf.text.models import load_text_run
+    from aigc_tf.text.train import corpus_windows
 
     summary, rows = read_json(run / "train_summary.json"), history(run)
     config = read_json(run / "config.json")
@@ -59,8 +59,7 @@ def fine_tune_row(run: Path) -> dict:
     size = {"lora": config["lora_rank"] or DEFAULT_LORA_RANK, "prefix": config.get("prefix_length"),
             "adapter": config.get("adapter_size")}
     causal_lm, loaded = load_text_run(run)
-    _, held_out = text_data.train_validation_windows(loaded.corpus, causal_lm.preprocessor.tokenizer,
-                                                     loaded.sequence_length, loaded.validation_fraction)
+    _, held_out = corpus_windows(loaded, causal_lm.preprocessor.tokenizer)
     scored = window_perplexity(causal_lm, held_out)
     return {"run": str(run), "method": method, "size": size.get(method), "learning_rate": config["learning_rate"],
             "steps": len(rows) * config["steps_per_epoch"], **summary, "held_out_tokens": scored["tokens"],

@@ -176,8 +176,9 @@ def evaluate_text(run_dir: Path | None, corpus: str = "moby_dick", max_sequences
         causal_lm, config = load_text_run(run_dir)
     tokenizer = causal_lm.preprocessor.tokenizer
     if corpus == config.corpus:
-        split, (_, windows) = "validation", text_data.train_validation_windows(
-            corpus, tokenizer, config.sequence_length, config.validation_fraction)
+        from aigc_tf.text.train import corpus_windows
+
+        split, (_, windows) = "validation", corpus_windows(config, tokenizer)
     else:
         split, windows = "all", text_data.pack_windows(text_data.corpus_token_ids(corpus, tokenizer),
                                                        config.sequence_length)

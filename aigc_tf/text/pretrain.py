@@ -103,6 +103,7 @@ def ship(run_dir: Path, to: Path | None = None) -> dict:
     """Copy a finished pretraining run's preset to `to` (default: the package's `presets/aigc_gpt2_base`) and write
     its model card there from the run's artifacts: `MODEL_CARD.md`, `model_card.json` and `loss_curve.png`."""
     import json
+    import shutil
 
     import numpy as np
 
@@ -112,7 +113,7 @@ def ship(run_dir: Path, to: Path | None = None) -> dict:
     from aigc_tf.text.evaluate import window_perplexity
     from aigc_tf.text.models import PRESET_DIR, load_preset
     from aigc_tf.text.sample import generate
-    from aigc_tf.text.train import SUMMARY_FILE
+    from aigc_tf.text.train import SUMMARY_FILE, corpus_windows
 
     run = RunFolder(Path(run_dir))
     if not (run.path / PRESET_DIR / "model.weights.h5").exists() or not (run.path / SUMMARY_FILE).exists():
@@ -126,12 +127,11 @@ def ship(run_dir: Path, to: Path | None = None) -> dict:
 
     causal_lm = load_preset(str(staging), config.sequence_length, dtype="float32")
     tokenizer = causal_lm.preprocessor.tokenizer
-    _, validation = text_data.train_validation_windows(config.corpus, tokenizer, config.sequence_length,
-                                                       config.validation_fraction)
+    parts = text_data.corpus_parts(config.corpus)
+    _, validation = corpus_windows(config, tokenizer)
     held_out = window_perplexity(causal_lm, validation, batch_size=config.batch_size)
-    per_part = {part: window_perplexity(causal_lm, text_data.train_validation_windows(
-        part, tokenizer, config.sequence_length, config.validation_fraction)[1], batch_size=config.batch_size)
-        for part in text_data.corpus_parts(config.corpus)}
+    per_part = {part: window_perplexity(causal_lm, corpus_windows(config.replace(corpus=part), tokenizer)[1],
+                                        batch_size=config.batch_size) for part in parts}
     check = window_perplexity(causal_lm, validation[:CHECK_WINDOWS], batch_size=config.batch_size)
     causal_lm.compile(sampler="greedy")
     greedy = generate(causal_lm, list(CARD_PROMPTS), "greedy", max_length=48)
@@ -144,7 +144,6 @@ def ship(run_dir: Path, to: Path | None = None) -> dict:
     machine = json.loads(machine_path.read_text()) if machine_path.exists() else {**machine_facts(),
                                                                                  "note": "read at ship time"}
     weights_bytes = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
-    parts = text_data.corpus_parts(config.corpus)
     card = {
         "name": PRESET_NAME, "run": str(run.path),
         "command": "make pretrain (aigc-tf text pretrain --out runs/pretrain; aigc-tf text ship-base --run runs/pretrain)",
@@ -177,8 +176,6 @@ def ship(run_dir: Path, to: Path | None = None) -> dict:
                           f"{PRESET_NAME}: pretraining loss on {config.corpus}", x="epoch")
     (staging / CARD_FILE).write_text(model_card_markdown(card))
     _copy_atomically(staging, dest)
-    import shutil
-
     shutil.rmtree(staging, ignore_errors=True)
     return {"preset": dest, "model card": dest / CARD_FILE, "card data": dest / CARD_JSON,
             "loss curve": dest / "loss_curve.png"}
