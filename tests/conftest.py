@@ -4,13 +4,18 @@ Two guards for the whole session, set before any test runs:
 - the tests use their own `AIGC_TF_HOME` (a temporary folder; subprocesses and notebook kernels inherit it), in
   which only the fetched datasets and the evaluation classifier are the user's own, linked read-mostly: nothing a
   test writes lands in the user's cache;
-- no test reaches the network: connections and name lookups to anything but this machine fail at once. A test of
-  "what happens offline" is then the same everywhere, and never downloads a 500 MB preset where a network exists.
+- no test reaches the network, in two layers. `make test` runs pytest in a network namespace of its own with only a
+  loopback (tests/netguard/isolate.py), so no process of the run, Python or not, has a route off the machine. Here,
+  for every run (plain `pytest` too, and where the platform refuses namespaces), Python's socket connections,
+  datagrams and name lookups for anything but this machine fail at once with a one-line reason, in pytest and in
+  every child Python that inherits the environment (tests/netguard/sitecustomize.py, exported on PYTHONPATH);
+  proxy variables are dropped. pytest's header names the guard in force. A test of "what happens offline" is then
+  the same everywhere, and never downloads a 500 MB preset where a network exists.
 """
 
-import errno
+import importlib.util
 import os
-import socket
+import sys
 import tempfile
 from pathlib import Path
 
@@ -32,28 +37,61 @@ def _isolate_home() -> Path:
     return test_home
 
 
-LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "", None)
-_connect, _getaddrinfo = socket.socket.connect, socket.getaddrinfo
+NETGUARD = Path(__file__).resolve().parent / "netguard"
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy", "grpc_proxy")
 
 
-def _is_local(host) -> bool:
-    return host in LOCAL_HOSTS or str(host).startswith("127.")
+def _load_netguard():
+    spec = importlib.util.spec_from_file_location("aigc_tf_tests_netguard", NETGUARD / "sitecustomize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _guarded_connect(sock, address):
-    if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address[0]):
-        raise OSError(errno.ENETUNREACH, f"tests never reach the network ({address[0]}; tests/conftest.py)")
-    return _connect(sock, address)
+def _guard_network():
+    """The Python-level guard here and, through PYTHONPATH and AIGC_TF_NETGUARD, in every child Python."""
+    netguard = _load_netguard()
+    netguard.install()
+    os.environ[netguard.ENV] = "1"
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), os.environ.get("PYTHONPATH")]))
+    sys.path.insert(0, str(NETGUARD))  # for tests that pass sys.path on as a child's PYTHONPATH
+    for name in PROXY_VARIABLES:  # a proxy on the host's loopback would otherwise pass the guard's localhost rule
+        os.environ.pop(name, None)
+        os.environ.pop(name.upper(), None)
 
 
-def _guarded_getaddrinfo(host, *args, **kwargs):
-    if not _is_local(host):
-        raise socket.gaierror(socket.EAI_NONAME, f"tests never reach the network ({host}; tests/conftest.py)")
-    return _getaddrinfo(host, *args, **kwargs)
+def in_own_network_namespace() -> bool:
+    """True when tests/netguard/isolate.py started this session and it still runs in that namespace."""
+    try:
+        return os.environ.get("AIGC_TF_NETNS", "") == os.readlink("/proc/self/ns/net")
+    except OSError:
+        return False
+
+
+def network_guard_notice() -> str:
+    if in_own_network_namespace():
+        return ("network guard: own network namespace, loopback only (tests/netguard/isolate.py), for every process "
+                "of the run; plus the Python socket guard (tests/netguard)")
+    state = os.environ.get("AIGC_TF_NETNS", "")
+    why = (f"this platform refused a network namespace ({state.removeprefix('unavailable: ')})"
+           if state.startswith("unavailable") else "AIGC_TF_NETNS=off skipped the network namespace" if state == "off"
+           else "`make test` adds a network namespace where the platform allows")
+    return ("network guard: Python socket guard only, in pytest and child Pythons (tests/netguard); gRPC core, TF's "
+            f"C++ file systems and non-Python children are unguarded: {why}")
+
+
+def pytest_report_header(config):
+    return network_guard_notice()
+
+
+def pytest_sessionstart(session):
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and session.config.get_verbosity() < 0:  # -q hides the header: say it anyway
+        reporter.write_line(network_guard_notice())
 
 
 TEST_HOME = _isolate_home()
-socket.socket.connect, socket.getaddrinfo = _guarded_connect, _guarded_getaddrinfo
+_guard_network()
 
 
 @pytest.fixture(scope="session")
