@@ -82,3 +82,31 @@ def keras_global_seed_generator(seed: int):
         yield
     finally:
         global_state.set_global_attribute(name, previous)
+
+
+def bpe_tokenize_uncached(tokenizer, prompts):
+    """GPT-2 token ids (ragged, N rows) of string `prompts` (N,), as keras-hub's `BytePairTokenizer` computes them
+    in a TF graph, without its word cache.
+
+    keras-hub's tokenizer remembers every word it has seen in a `MutableHashTable` that is never emptied; in a
+    served graph it is one entry per distinct word of every request for the life of the server, so hostile input
+    grows it without bound. This path does the same BPE merges on every call and keeps nothing. Special tokens
+    (`<|endoftext|>`), which keras-hub keeps whole by pre-seeding that cache, are kept whole here by name.
+    Private: `keras_hub.src.tokenizers.byte_pair_tokenizer.split_strings_for_bpe` and the tokenizer's
+    `byte2unicode`, `_bpe_merge_tf`, `token_to_id_map`, `unsplittable_tokens`.
+    """
+    import tensorflow as tf
+    from keras_hub.src.tokenizers.byte_pair_tokenizer import split_strings_for_bpe
+
+    tokenizer._maybe_initialized_tf()
+    words = split_strings_for_bpe(prompts, tokenizer.unsplittable_tokens)  # (N, words)
+    flat = words.flat_values
+    merged = tf.strings.reduce_join(
+        tokenizer._bpe_merge_tf(tokenizer.byte2unicode.lookup(tf.strings.bytes_split(flat))),
+        axis=1, separator=" ")
+    special = tf.zeros_like(flat, tf.bool)
+    for token in tokenizer.unsplittable_tokens or []:
+        special |= tf.equal(flat, token)
+    pieces = tf.strings.split(tf.where(special, flat, merged), sep=" ")  # (words, pieces)
+    ids = tokenizer.token_to_id_map.lookup(pieces)
+    return tf.RaggedTensor.from_row_splits(ids.flat_values, tf.gather(ids.row_splits, words.row_splits))

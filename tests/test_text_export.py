@@ -14,6 +14,7 @@ from stock_server import serve
 
 pytestmark = pytest.mark.slow
 PROMPTS = ["It is a beautiful day", "hello"]
+CONTEXT = 64  # the tiny text run's max_sequence_length (conftest.tiny_text_run)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +53,8 @@ def test_per_request_controls_are_applied_validated_and_do_not_stop_the_server(t
                                                   "seed": [1, 2, 3, 4]}},
         "per_row": {"inputs": {"prompts": ["hello", "hello"], "temperature": [0.0, 3.0], "seed": [5, 5]}},
         "budget": {"signature": "generate_tokens",
-                   "inputs": {"token_ids": [[50256, 31373, 0], [50256, 464, 3290]],
-                              "padding_mask": [[1, 1, 0], [1, 1, 1]], "max_new_tokens": [2, 5]}},
+                   "inputs": {"token_ids": [[50256, 31373, 7], [50256, 464, 3290]],
+                              "lengths": [2, 3], "max_new_tokens": [2, 5]}},
         "bad_temperature": {"inputs": {**hello, "temperature": [-1.0]}},
         "bad_top_p": {"signature": "sample", "inputs": {**hello, "top_p": [0.0]}},
         "bad_top_k": {"signature": "sample", "inputs": {**hello, "top_k": [-2]}},
@@ -71,10 +72,11 @@ def test_per_request_controls_are_applied_validated_and_do_not_stop_the_server(t
     assert text["cold"] == [greedy] and text["top1"] == [greedy]  # T -> 0 and k = 1 are the argmax
     assert len(set(text["hot"])) > 1 and greedy not in text["hot"]  # a flat distribution wanders off
     assert text["per_row"][0] == greedy and text["per_row"][1] != greedy  # controls apply per prompt
-    ids, mask = np.array(replies["budget"]["token_ids"]), np.array(replies["budget"]["padding_mask"])
-    assert ids.shape == (2, 8)  # the longest row: 3 prompt tokens + 5
-    assert mask.sum(1).tolist() <= [4, 8] and mask[:, :2].all() and ids[1, :3].tolist() == [50256, 464, 3290]
-    assert not mask[0, 4:].any()  # row 0 stops after its 2 new tokens
+    ids, lengths = np.array(replies["budget"]["token_ids"]), np.array(replies["budget"]["lengths"])
+    assert ids.shape == (2, CONTEXT)  # one width whatever the request: batching never changes a reply's shape
+    assert (lengths >= [3, 4]).all() and (lengths <= [4, 8]).all()  # each row within its own max_new_tokens
+    assert ids[0, :2].tolist() == [50256, 31373] and ids[1, :3].tolist() == [50256, 464, 3290]
+    assert not ids[0, lengths[0]:].any() and not ids[1, lengths[1]:].any()  # zeros after each row
     errors = {name: reply.get("error", "") for name, reply in replies.items() if name.startswith(("bad", "miss",
                                                                                                    "unknown"))}
     assert "temperature must be >= 0" in errors["bad_temperature"]
@@ -107,12 +109,16 @@ def test_token_signature_needs_core_tensorflow_only(text_export):
 def test_sampling_draws_anew_without_a_seed_and_edge_prompts_are_handled(text_export):
     _, export, new_tokens = text_export
     sample = {"signature": "sample", "inputs": {"prompts": ["hello"] * 3}}
-    edge = {"inputs": {"prompts": ["", "word " * 400, "mixed", "lengths in one batch"]}}
-    a, b, edged = serve(export, [sample, sample, edge])
+    edge = {"inputs": {"prompts": ["", "mixed", "lengths in one batch", "caf\u00e9 \U0001f433"]}}
+    too_many_tokens = {"inputs": {"prompts": ["word " * 400]}}
+    too_many_bytes = {"inputs": {"prompts": ["x" * 5000]}}
+    a, b, edged, tokens, size, after = serve(export, [sample, sample, edge, too_many_tokens, too_many_bytes, edge])
     assert a["text"] != b["text"] and len(set(a["text"])) > 1
     assert all(t.startswith("hello") for t in a["text"] + b["text"])
-    assert all(len(t) > 0 for t in edged["text"])
-    assert edged["text"][1].startswith("word word")  # cut to the context, no crash
+    assert all(len(t) > 0 for t in edged["text"]) and edged["text"][3].startswith("caf\u00e9 \U0001f433")
+    assert f"a prompt may have at most {CONTEXT - 1} tokens" in tokens["error"]
+    assert "a prompt may have at most 4096 bytes" in size["error"]
+    assert after == edged  # refused requests leave the server serving
 
 
 def test_xla_export_needs_the_servers_flag_and_then_gives_the_same_text(text_export, tmp_path):
@@ -124,6 +130,7 @@ def test_xla_export_needs_the_servers_flag_and_then_gives_the_same_text(text_exp
     assert stock.returncode == 2
     errors = [line for line in stock.stdout.splitlines() if "error:" in line]
     assert len(errors) == 3 and all("--xla_cpu_compilation_enabled=true" in line for line in errors), stock.stdout
+    assert "will not load this version at all" in stock.stdout  # the warm-up replay fails the whole version
     flagged = subprocess.run([sys.executable, "-m", "aigc_tf", "serving", "check", "--xla", str(export)],
                              capture_output=True, text=True, timeout=600)
     assert flagged.returncode == 0, flagged.stdout + flagged.stderr[-2000:]

@@ -143,8 +143,8 @@ def example_input(name: str, tensor_info, batch: int = 2):
     if dtype.is_integer or dtype.is_bool:
         if name == "labels":
             return (np.arange(int(np.prod(shape))) % 10).reshape(shape).astype(dtype.as_numpy_dtype)
-        if name == "padding_mask":
-            return np.ones(shape, dtype.as_numpy_dtype)
+        if name == "lengths":  # every row's whole width (see token_ids)
+            return np.full(shape, 4, dtype.as_numpy_dtype)
         if name == "token_ids":  # a start token, then a few ordinary GPT-2 ids
             values = np.full(shape, 464, dtype.as_numpy_dtype)
             values[..., 0] = GPT2_START_TOKEN
@@ -212,6 +212,16 @@ def inspect_export(export_dir: Path, xla: bool = False) -> dict:
         for signature in report["signatures"].values():
             signature["non_core_ops"] = sorted(set(signature["ops"]) & set(report["non_core_ops"]))
             del signature["ops"]
+        text_ops = [op for op, library in report["non_core_ops"].items() if library == "tensorflow_text"]
+        if text_ops:
+            from aigc_tf.serving.server_ops import servers_covering
+
+            report["servers"] = servers_covering(text_ops)
+        if any(s["needs_xla"] for s in report["signatures"].values()) and not xla:
+            report.setdefault("notes", []).append(
+                "a default server will not load this version at all, not just refuse its XLA signatures: it replays "
+                "the warm-up records at load, and one that fails fails the whole version "
+                f"(saved_model_bundle_source_adapter.cc); start the server with {XLA_FLAG}")
         unknown = [op for op, library in report["non_core_ops"].items() if library is None]
         if unknown:
             raise AigcError(f"ops {unknown} are registered neither by TensorFlow nor by a known library; "
@@ -404,6 +414,10 @@ def format_report(check: ExportCheck) -> str:
     for op, library in sorted(report.get("non_core_ops", {}).items()):
         name, where = OP_LIBRARIES.get(library, (library or "an unknown library", "no stock model server has it"))
         lines.append(f"      non-core op {op}: {name}; {where}")
+    servers = report.get("servers")
+    if servers:
+        lines.append(f"      TF Serving releases whose linked TF Text has its ops: {', '.join(servers['covered']) or 'none'}"
+                     + "".join(f"; {release} lacks {', '.join(ops)}" for release, ops in servers["missing"].items()))
     if "op_count" in report:
         lines.append(f"      {report['op_count']} op types in all")
     lines += [f"      note: {n}" for n in report.get("notes", [])]

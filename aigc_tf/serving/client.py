@@ -35,7 +35,8 @@ SINGLE_OUTPUT = "output"  # the key `predict` gives a signature's only output wh
 class ServingClient:
     """The family helpers, written once over `predict`; subclasses speak one protocol."""
 
-    requires_every_input = False  # gRPC Predict takes the SignatureDef's defaults for inputs left out
+    def __init__(self):
+        self._defaults = {}  # (model, signature, version) -> {control: its default}, read once from the metadata
 
     def predict(self, model: str, inputs: dict, signature: str = "serving_default",
                 version: int | None = None) -> dict[str, np.ndarray]:
@@ -71,24 +72,51 @@ class ServingClient:
         """GPT-2 string signature: prompts -> generated texts (prompt included); `signature="sample"` for top-p.
 
         `controls`: any of max_new_tokens, temperature, top_k, top_p, seed (None or left out: the signature's
-        default). Each is sent once per prompt, which also keeps the request batchable by the server.
+        default, read once from the server's metadata). Every control is sent once per prompt: TF Serving's batching
+        refuses a request whose inputs differ in dimension 0, and REST requires every input.
         """
         if isinstance(prompts, (str, bytes)):
             prompts = [prompts]
         prompts = np.array([p if isinstance(p, (str, bytes)) else str(p) for p in prompts], dtype=object)
-        inputs = {"prompts": prompts}
-        for name, value in controls.items():
-            if name not in TEXT_CONTROLS:
-                raise AigcError(f"unknown generation control {name!r}; the text signatures take "
-                                f"{', '.join(TEXT_CONTROLS)}")
-            if value is not None:
-                inputs[name] = np.full(len(prompts), value, TEXT_CONTROLS[name])
-        if self.requires_every_input:  # REST: the controls left out are sent with the signature's defaults
-            for name, info in self.signature_inputs(model, signature, version).items():
-                if name not in inputs and info.get("default") is not None:
-                    inputs[name] = np.full(len(prompts), np.ravel(info["default"])[0], TEXT_CONTROLS.get(name))
+        inputs = {"prompts": prompts, **self._controls(len(prompts), model, signature, version, controls)}
         texts = self._output(self.predict(model, inputs, signature, version), "text", model)
         return [t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in texts.reshape(-1)]
+
+    def generate_tokens(self, token_ids, model: str = "gpt2", version: int | None = None,
+                        **controls) -> list[list[int]]:
+        """GPT-2 on token ids, for servers without TF Text: prompts as lists of ids (start token 50256 first) ->
+        each prompt followed by its new tokens. Sent as one zero-padded matrix and each prompt's length."""
+        rows = [list(map(int, row)) for row in token_ids]
+        if not rows or not all(rows):
+            raise AigcError("give at least one prompt, each at least the start token (50256)")
+        lengths = np.array([len(r) for r in rows], np.int32)
+        ids = np.zeros((len(rows), lengths.max()), np.int32)
+        for i, row in enumerate(rows):
+            ids[i, :len(row)] = row
+        inputs = {"token_ids": ids, "lengths": lengths,
+                  **self._controls(len(rows), model, "generate_tokens", version, controls)}
+        out = self.predict(model, inputs, "generate_tokens", version)
+        if not {"token_ids", "lengths"} <= out.keys():
+            raise AigcError(f"model {model!r} answered {sorted(out)}, not token_ids and lengths")
+        return [row[:n].tolist() for row, n in zip(np.asarray(out["token_ids"]), np.asarray(out["lengths"]))]
+
+    def _controls(self, rows: int, model: str, signature: str, version, controls: dict) -> dict:
+        """Every generation control of the signature as `rows` values: the caller's, else the signature's default."""
+        unknown = sorted(set(controls) - set(TEXT_CONTROLS))
+        if unknown:
+            raise AigcError(f"unknown generation control {unknown[0]!r}; the text signatures take "
+                            f"{', '.join(TEXT_CONTROLS)}")
+        key = (model, signature, version)
+        if key not in self._defaults:
+            self._defaults[key] = {name: info.get("default") for name, info in
+                                   self.signature_inputs(model, signature, version).items() if name in TEXT_CONTROLS}
+        out = {}
+        for name, default in self._defaults[key].items():
+            value = controls.get(name)
+            if value is None and default is None:
+                continue
+            out[name] = np.full(rows, np.ravel(default)[0] if value is None else value, TEXT_CONTROLS[name])
+        return out
 
     @staticmethod
     def _output(outputs: dict, name: str, model: str) -> np.ndarray:
@@ -211,12 +239,13 @@ class RestClient(ServingClient):
     """TF Serving's REST API (port 8501 by default).
 
     Its JSON parser requires every input of a signature in a request (`json_tensor.cc`), defaults or not; gRPC
-    Predict fills the ones left out from the SignatureDef's defaults.
+    Predict fills the ones left out from the SignatureDef's defaults. It writes a string output's bytes into the
+    JSON as they are (base64 only for output names ending in `_bytes`), so a reply is decoded with invalid UTF-8
+    replaced by U+FFFD rather than refused.
     """
 
-    requires_every_input = True
-
     def __init__(self, url: str = "http://localhost:8501", timeout: float = 120, form: str = "instances"):
+        super().__init__()
         if "://" not in url:
             url = f"http://{url}"
         self.url, self.timeout, self.form = url.rstrip("/"), timeout, form
@@ -258,7 +287,7 @@ class RestClient(ServingClient):
         except (TimeoutError, ConnectionError) as err:
             raise AigcError(f"TF Serving at {self.url} did not answer ({type(err).__name__}: {err})") from None
         try:
-            return json.loads(raw)
+            return json.loads(raw.decode("utf-8", "replace"))
         except json.JSONDecodeError:
             raise AigcError(f"malformed reply from TF Serving at {self.url}: not JSON "
                             f"({raw[:80].decode('utf-8', 'replace')!r})") from None
@@ -272,6 +301,7 @@ class GrpcClient(ServingClient):
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+        super().__init__()
         self.target, self.timeout = target, timeout
         self.channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 << 20)])
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)

@@ -88,20 +88,29 @@ BATCHING_FILE = "batching_parameters.txt"
 ALLOWED_BATCH_SIZES = (1, 2, 4, 8, 16)  # powers of two: the XLA export's length buckets compile once per size
 
 
-def batching_parameters(max_batch_size: int = 16, batch_timeout_micros: int = 5000,
-                        max_enqueued_batches: int = 100) -> str:
+def batching_parameters(max_batch_size: int = 64, max_execution_batch_size: int = 16,
+                        batch_timeout_micros: int = 5000, max_enqueued_batches: int = 100) -> str:
     """TF Serving's `BatchingParameters` text proto (`session_bundle_config.proto`) for `--batching_parameters_file`.
 
-    The server merges concurrent requests along dimension 0 of every input and pads a merged batch up to the next
-    `allowed_batch_sizes` entry. Every input of a request must then have the same dimension 0: GPT-2's optional
-    controls default to one value ([1]), so under batching a request of N > 1 prompts must send each control
-    with N values, or send one prompt per request. `pad_variable_length_inputs` lets `generate_tokens` requests
-    of different prompt lengths share a batch. `num_batch_threads` is left to the server (its default: the cores).
+    The server merges concurrent requests along dimension 0 of every input, runs batches of at most
+    `max_execution_batch_size` rows padded up to the next `allowed_batch_sizes` entry, and (with
+    `enable_large_batch_splitting`) cuts a request of up to `max_batch_size` prompts into such batches instead of
+    refusing it. Every input of a request must have the same dimension 0: our clients send each control once per
+    prompt. `pad_variable_length_inputs` lets `generate_tokens` requests of different widths share a batch; the
+    export never reads the padding (`aigc_tf.text.export`; the rules: `aigc_tf.serving.batching`).
+    `num_batch_threads` is left to the server (its default: one per core).
     """
-    sizes = [s for s in ALLOWED_BATCH_SIZES if s < max_batch_size] + [max_batch_size]
+    if not 1 <= max_execution_batch_size <= max_batch_size:
+        raise AigcError(f"need 1 <= max_execution_batch_size <= max_batch_size, got {max_execution_batch_size} "
+                        f"and {max_batch_size}")
+    sizes = [s for s in ALLOWED_BATCH_SIZES if s < max_execution_batch_size] + [max_execution_batch_size]
+    if max_batch_size > max_execution_batch_size:  # the server wants the last entry to be max_batch_size
+        sizes.append(max_batch_size)
     lines = [f"max_batch_size {{ value: {max_batch_size} }}",
              f"batch_timeout_micros {{ value: {batch_timeout_micros} }}",
-             f"max_enqueued_batches {{ value: {max_enqueued_batches} }}"]
+             f"max_enqueued_batches {{ value: {max_enqueued_batches} }}",
+             "enable_large_batch_splitting { value: true }",
+             f"max_execution_batch_size {{ value: {max_execution_batch_size} }}"]
     lines += [f"allowed_batch_sizes: {s}" for s in sizes]
     lines.append("pad_variable_length_inputs: true")
     return "\n".join(lines) + "\n"

@@ -53,7 +53,9 @@ def _choose(logits, temperature, top_k, top_p, seeds, index):
     """The next token of each row (B,) from logits (B, V): argmax where temperature is 0, else a top-k / top-p draw.
 
     The draw is the Gumbel-max trick over the kept tokens, with noise from `stateless_uniform` keyed by
-    (seed, index) per row, so a row's token depends on its own seed and logits only.
+    (seed, index) per row and indexed by token id, and top-p's mass measured within the row's own top-k: a row's
+    token depends on its own logits, controls and seed only, never on what else shares the batch (TF Serving's
+    batching merges requests).
     """
     greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
 
@@ -65,12 +67,12 @@ def _choose(logits, temperature, top_k, top_p, seeds, index):
         scaled = logits / tf.maximum(temperature, 1e-6)[:, None]
         values, indices = tf.cond(filtered, lambda: tuple(tf.math.top_k(scaled, k=k)),  # sorted, most likely first
                                   lambda: (scaled, tf.broadcast_to(tf.range(vocabulary), tf.shape(scaled))))
-        rank = tf.range(k)[None, :]
-        mass_before = tf.cumsum(tf.nn.softmax(values), axis=-1, exclusive=True)
-        keep = (rank < row_k[:, None]) & ((mass_before < top_p[:, None]) | tf.logical_not(filtered))
-        noise = tf.map_fn(lambda seed: tf.random.stateless_uniform([k], tf.stack([seed, index]), 1e-20, 1.0),
-                          seeds, fn_output_signature=tf.float32)
-        gumbel = -tf.math.log(-tf.math.log(noise))
+        in_top_k = tf.range(k)[None, :] < row_k[:, None]
+        mass_before = tf.cumsum(tf.nn.softmax(tf.where(in_top_k, values, -float("inf"))), axis=-1, exclusive=True)
+        keep = in_top_k & ((mass_before < top_p[:, None]) | (top_p[:, None] >= 1.0))
+        noise = tf.map_fn(lambda seed: tf.random.stateless_uniform([vocabulary], tf.stack([seed, index]), 1e-20, 1.0),
+                          seeds, fn_output_signature=tf.float32)  # (B, V): one draw per token id
+        gumbel = -tf.math.log(-tf.math.log(tf.gather(noise, indices, batch_dims=1)))
         pick = tf.argmax(tf.where(keep, values + gumbel, -float("inf")), axis=-1, output_type=tf.int32)
         drawn = tf.gather(indices, pick, batch_dims=1)
         return tf.where(temperature > 0, drawn, greedy)
