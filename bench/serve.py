@@ -5,9 +5,9 @@ Each measurement runs in a fresh process that switches XLA off exactly as `tenso
 loader. A client sends one prompt (16 random tokens) to `generate_tokens` and asks for `NEW_TOKENS` greedy tokens;
 every client sends `REQUESTS` requests back to back. Two server modes:
 - `concurrent`: each request its own `Session.run`, as the server without `--enable_batching`;
-- `batching`: a batcher that merges queued requests into one run (at most `max_batch_size`, waiting at most
-  `batch_timeout_micros` for more, padded to the next `allowed_batch_sizes`), with the parameters that
-  `aigc-tf serving config --batching` writes. This is a model of TF Serving's BatchingSession, not the server itself.
+- `batching`: TF Serving's BatchingSession as `aigc_tf.serving.batching` models it from the server's source (queue,
+  batch threads, padding with the first element, splitting), with the parameters `aigc-tf serving config --batching`
+  writes. A model of the server, not the server itself.
 Reported: served tokens/s (all clients' new tokens / wall time), per-request latency p50 / p95.
 
 `python bench/serve.py [--quick]` prints the table; `bench/run.py` runs it as its `serve` section.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ def worker(export_dir: str, clients: tuple[int, ...], requests: int, new_tokens:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (the stock server links TF Text; the graph's string signatures use it)
 
+    from aigc_tf.serving.batching import BatchingSession, parse_batching_parameters
     from aigc_tf.serving.model_config import batching_parameters
 
     session = tf.compat.v1.Session(graph=tf.Graph())
@@ -47,16 +47,15 @@ def worker(export_dir: str, clients: tuple[int, ...], requests: int, new_tokens:
     signature = meta.signature_def["generate_tokens"]
     names = {k: v.name for k, v in signature.inputs.items()}
     out = signature.outputs["token_ids"].name
-    params = batching_parameters()
-    max_batch = int(params.split("max_batch_size { value: ")[1].split()[0])
-    timeout_s = int(params.split("batch_timeout_micros { value: ")[1].split()[0]) / 1e6
-    allowed = [int(line.split(":")[1]) for line in params.splitlines() if line.startswith("allowed_batch_sizes")]
     rng = np.random.default_rng(0)
 
-    def run(ids):  # one Session.run of a (B, PROMPT_LENGTH) batch, every row NEW_TOKENS more
+    def run_feeds(feeds):  # one Session.run of whatever batch the server formed
+        return session.run(out, {names[k]: v for k, v in feeds.items()})
+
+    def run(ids):  # one request alone: (B, PROMPT_LENGTH), every row NEW_TOKENS more
         batch = len(ids)
-        return session.run(out, {names["token_ids"]: ids, names["padding_mask"]: np.ones_like(ids),
-                                 names["max_new_tokens"]: np.full(batch, new_tokens, np.int32)})
+        return run_feeds({"token_ids": ids, "lengths": np.full(batch, PROMPT_LENGTH, np.int32),
+                          "max_new_tokens": np.full(batch, new_tokens, np.int32)})
 
     def prompt():
         return rng.integers(0, 50256, [1, PROMPT_LENGTH]).astype(np.int32)
@@ -65,41 +64,21 @@ def worker(export_dir: str, clients: tuple[int, ...], requests: int, new_tokens:
     run(prompt())
     first_request_s = time.perf_counter() - first  # what warm-up takes off the first client's wait
 
-    def batcher(inbox: queue.Queue, stop: threading.Event):
-        while not stop.is_set():
-            try:
-                pending = [inbox.get(timeout=0.05)]
-            except queue.Empty:
-                continue
-            deadline = time.perf_counter() + timeout_s
-            while len(pending) < max_batch and time.perf_counter() < deadline:
-                try:
-                    pending.append(inbox.get(timeout=max(deadline - time.perf_counter(), 0)))
-                except queue.Empty:
-                    break
-            size = next(s for s in allowed if s >= len(pending))
-            ids = np.concatenate([p[0] for p in pending] + [pending[0][0]] * (size - len(pending)))
-            tokens = run(ids)
-            for i, (_, reply) in enumerate(pending):
-                reply.put(tokens[i:i + 1])
-
     table = {}
+    parameters = parse_batching_parameters(batching_parameters())
     for mode in MODES:
         for count in clients:
             latencies, lock = [], threading.Lock()
-            inbox, stop = queue.Queue(), threading.Event()
-            helper = threading.Thread(target=batcher, args=(inbox, stop), daemon=True) if mode == "batching" else None
-            if helper:
-                helper.start()
+            batcher = BatchingSession(lambda feeds: dict(zip(["token_ids"], [run_feeds(feeds)])), parameters) \
+                if mode == "batching" else None
 
             def client():
                 for _ in range(requests):
                     ids = prompt()
                     began = time.perf_counter()
-                    if helper:
-                        reply = queue.Queue()
-                        inbox.put((ids, reply))
-                        reply.get()
+                    if batcher:
+                        batcher.run({"token_ids": ids, "lengths": np.full(1, PROMPT_LENGTH, np.int32),
+                                     "max_new_tokens": np.full(1, new_tokens, np.int32)}, "generate_tokens")
                     else:
                         run(ids)
                     with lock:
@@ -112,10 +91,12 @@ def worker(export_dir: str, clients: tuple[int, ...], requests: int, new_tokens:
             for t in threads:
                 t.join()
             wall = time.perf_counter() - began
-            stop.set()
+            if batcher:
+                batcher.close()
             table[f"{mode}_{count}"] = {
                 "mode": mode, "clients": count, "tokens_per_s": count * requests * new_tokens / wall,
-                "p50_s": float(np.percentile(latencies, 50)), "p95_s": float(np.percentile(latencies, 95))}
+                "p50_s": float(np.percentile(latencies, 50)), "p95_s": float(np.percentile(latencies, 95)),
+                **({"batch_sizes": sorted(set(batcher.batches))} if batcher else {})}
             print(f"  {mode:<10} {count:>2} clients: {table[f'{mode}_{count}']['tokens_per_s']:7.1f} tokens/s, "
                   f"p50 {table[f'{mode}_{count}']['p50_s']:.2f} s, p95 {table[f'{mode}_{count}']['p95_s']:.2f} s",
                   file=sys.stderr, flush=True)

@@ -220,7 +220,7 @@ def export_text(run_dir: Path | None = None, model_dir: Path = Path("saved_model
     archive.add_endpoint("sample", text_endpoint(sampling), input_signature=prompt_spec + control_specs)
     archive.add_endpoint("generate_tokens", token_endpoint(greedy), input_signature=token_specs + control_specs)
     return publish(archive, model_dir, {
-        "family": "text", **provenance, "max_new_tokens": max_new_tokens, "top_p": top_p,
+        "family": "text", **provenance, "context": context, "max_new_tokens": max_new_tokens, "top_p": top_p,
         "temperature": temperature, "end_token_id": end_id, "precision": precision, "xla": xla,
         "server_needs": ([XLA_FLAG] if xla else []) +
                         ["TF Text ops (linked into the stock model server) for serving_default and sample"]})

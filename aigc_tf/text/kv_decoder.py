@@ -53,29 +53,38 @@ def _choose(logits, temperature, top_k, top_p, seeds, index):
     """The next token of each row (B,) from logits (B, V): argmax where temperature is 0, else a top-k / top-p draw.
 
     The draw is the Gumbel-max trick over the kept tokens, with noise from `stateless_uniform` keyed by
-    (seed, index) per row and indexed by token id, and top-p's mass measured within the row's own top-k: a row's
-    token depends on its own logits, controls and seed only, never on what else shares the batch (TF Serving's
-    batching merges requests).
+    (seed, index) per row and indexed by token id. A row's token depends on its own logits, controls and seed
+    only, never on what else shares the batch (TF Serving's batching merges requests): rows without a filter draw
+    from all logits unsorted, whatever the others need; top-p's mass is a running sum over the row's own sorted
+    top-k, divided by that sum's last value (a scan, not a reduction whose order could change with the batch's k).
     """
     greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
 
     def sample():
         vocabulary = tf.shape(logits)[-1]
         row_k = tf.where(top_k > 0, tf.minimum(top_k, vocabulary), vocabulary)  # (B,)
-        filtered = tf.reduce_any(row_k < vocabulary) | tf.reduce_any(top_p < 1.0)
-        k = tf.where(filtered, tf.reduce_max(row_k), vocabulary)
+        filtered = (row_k < vocabulary) | (top_p < 1.0)  # (B,) rows that need their top tokens sorted
         scaled = logits / tf.maximum(temperature, 1e-6)[:, None]
-        values, indices = tf.cond(filtered, lambda: tuple(tf.math.top_k(scaled, k=k)),  # sorted, most likely first
-                                  lambda: (scaled, tf.broadcast_to(tf.range(vocabulary), tf.shape(scaled))))
-        in_top_k = tf.range(k)[None, :] < row_k[:, None]
-        mass_before = tf.cumsum(tf.nn.softmax(tf.where(in_top_k, values, -float("inf"))), axis=-1, exclusive=True)
-        keep = in_top_k & ((mass_before < top_p[:, None]) | (top_p[:, None] >= 1.0))
         noise = tf.map_fn(lambda seed: tf.random.stateless_uniform([vocabulary], tf.stack([seed, index]), 1e-20, 1.0),
                           seeds, fn_output_signature=tf.float32)  # (B, V): one draw per token id
-        gumbel = -tf.math.log(-tf.math.log(tf.gather(noise, indices, batch_dims=1)))
-        pick = tf.argmax(tf.where(keep, values + gumbel, -float("inf")), axis=-1, output_type=tf.int32)
-        drawn = tf.gather(indices, pick, batch_dims=1)
-        return tf.where(temperature > 0, drawn, greedy)
+        gumbel = -tf.math.log(-tf.math.log(noise))
+        unfiltered_draw = tf.argmax(scaled + gumbel, axis=-1, output_type=tf.int32)
+
+        def filtered_draw():
+            k = tf.reduce_max(tf.where(filtered & (temperature > 0), row_k, 1))
+            values, indices = tf.math.top_k(scaled, k=k)  # sorted, most likely first
+            in_top_k = tf.range(k)[None, :] < row_k[:, None]
+            weights = tf.where(in_top_k, tf.exp(values - values[:, :1]), 0.0)
+            running = tf.cumsum(weights, axis=-1)  # a scan: each prefix the same whatever k is
+            total = tf.gather(running, tf.minimum(row_k, k) - 1, batch_dims=1)[:, None]
+            mass_before = (running - weights) / total
+            keep = in_top_k & ((mass_before < top_p[:, None]) | (top_p[:, None] >= 1.0))
+            pick = tf.argmax(tf.where(keep, values + tf.gather(gumbel, indices, batch_dims=1), -float("inf")),
+                             axis=-1, output_type=tf.int32)
+            return tf.gather(indices, pick, batch_dims=1)
+
+        drawn = tf.cond(tf.reduce_any(filtered & (temperature > 0)), filtered_draw, lambda: unfiltered_draw)
+        return tf.where(temperature > 0, tf.where(filtered, drawn, unfiltered_draw), greedy)
 
     return tf.cond(tf.reduce_any(temperature > 0), sample, lambda: greedy)
 
@@ -327,7 +336,9 @@ class KVCacheDecoder(tf.Module):
         logits, caches = self._advance_logits(token_ids[:, :prefill_length], 0, self._empty_caches(batch, total))
 
         def step(index, ids, done, logits, *caches):
-            chosen = _choose(logits, temperature, top_k, top_p, seeds, index)
+            # Only rows past their prompt and not done draw a token: the rest sample nothing (greedy is free).
+            active = ~padding_mask[:, index] & ~done
+            chosen = _choose(logits, tf.where(active, temperature, 0.0), top_k, top_p, seeds, index)
             token = tf.where(padding_mask[:, index], ids[:, index], chosen)
             ids = tf.tensor_scatter_nd_update(ids, tf.stack([tf.range(batch), tf.fill([batch], index)], 1), token)
             done = done | (~padding_mask[:, index] & tf.equal(token, stop_token_id)) | (index + 1 >= row_end)
