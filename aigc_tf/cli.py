@@ -374,8 +374,12 @@ def cmd_serving_config(args) -> int:
         _say(f"  {name:<14} versions {', '.join(map(str, found))} -> {args.serving_base.rstrip('/')}/{name}")
     _say(f"Wrote {path} (version policy: {args.policy})")
     if args.batching:
-        _say(f"Wrote {write_batching_parameters(args.base, max_batch_size=args.max_batch_size)} (TF Serving's "
-             "BatchingParameters; under batching send one prompt per request, or every control once per prompt)")
+        written = write_batching_parameters(args.base, max_batch_size=args.max_batch_size,
+                                            max_execution_batch_size=min(args.max_execution_batch_size,
+                                                                         args.max_batch_size))
+        _say(f"Wrote {written} (TF Serving's BatchingParameters: batches of up to {args.max_execution_batch_size} "
+             f"rows, requests of up to {args.max_batch_size} prompts split into them; send every control once per "
+             "prompt, as aigc_tf.serving.client does)")
     _say(f"  serve:   {serving_command(args.base, xla=needs_xla_flag(args.base), batching=args.batching)}")
     return 0
 
@@ -712,8 +716,10 @@ def add_serving_commands(families) -> None:
     config.add_argument("--batching", action="store_true",
                         help="also write BASE/batching_parameters.txt for --enable_batching (TF Serving merges "
                              "concurrent requests into one batch)")
-    config.add_argument("--max-batch-size", type=positive_int, default=16,
-                        help="with --batching: the largest merged batch (default: %(default)s)")
+    config.add_argument("--max-batch-size", type=positive_int, default=64,
+                        help="with --batching: the most prompts one request may carry (default: %(default)s)")
+    config.add_argument("--max-execution-batch-size", type=positive_int, default=16,
+                        help="with --batching: the largest batch the model runs (default: %(default)s)")
     config.set_defaults(handler=cmd_serving_config)
 
     check = cmds.add_parser("check", help="load every export as TF Serving would and call each signature",

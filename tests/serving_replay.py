@@ -9,6 +9,7 @@ body is what the server would send for that export. Every request is recorded fo
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -52,17 +53,39 @@ class ServedModels:
             inputs = {**{k: tf.make_ndarray(v) for k, v in defaults.items() if k not in inputs}, **inputs}
         if set(inputs) != set(specs):
             raise ValueError(f"signature {signature} takes {sorted(specs)}, request gave {sorted(inputs)}")
-        tensors = {name: tf.constant(value, dtype=specs[name].dtype) for name, value in inputs.items()}
-        return {name: value.numpy() for name, value in function(**tensors).items()}
+        for name, value in inputs.items():  # the server feeds a tensor's own dtype: no cast
+            if tf.as_dtype(value.dtype) != specs[name].dtype:
+                raise ValueError(f"Expects arg[{name}] to be {specs[name].dtype.name} but "
+                                 f"{tf.as_dtype(value.dtype).name} is provided")
+        return {name: value.numpy() for name, value in function(**inputs).items()}
 
     def signature_defs(self, model: str, version: int | None):
         return read_meta_graph(self.version_dir(model, version)).signature_def
 
 
-def _json_tensor(array: np.ndarray):
+def _json_tensor(array: np.ndarray, name: str = ""):
+    """An output as TF Serving's REST front end writes it (`json_tensor.cc`): a string's bytes go into the JSON as
+    they are, valid UTF-8 or not (kept here as surrogate escapes until the body is encoded), except for outputs
+    whose name ends in `_bytes`, which are base64."""
     if array.dtype == object:
-        return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(array).tolist()
+        if name.endswith("_bytes"):
+            return np.vectorize(lambda b: {"b64": base64.b64encode(b).decode()}, otypes=[object])(array).tolist()
+        return np.vectorize(lambda b: b.decode("utf-8", "surrogateescape"), otypes=[object])(array).tolist()
     return array.tolist()
+
+
+def json_input(value, dtype: tf.DType) -> np.ndarray:
+    """A request's JSON value as the REST front end reads it for an input of `dtype`: numbers of the wrong kind are
+    refused, not cast (`json_tensor.cc`)."""
+    array = np.array(value, dtype=object if dtype == tf.string else None)
+    if dtype == tf.string:
+        return np.vectorize(lambda v: v.encode() if isinstance(v, str) else base64.b64decode(v["b64"]),
+                            otypes=[object])(array) if array.size else array
+    if dtype.is_integer and array.dtype.kind not in "iub":
+        raise ValueError(f"JSON Value: {value} Is not of expected type: {dtype.name}")
+    if dtype.is_floating and array.dtype.kind not in "iuf":
+        raise ValueError(f"JSON Value: {value} Is not of expected type: {dtype.name}")
+    return array.astype(dtype.as_numpy_dtype)
 
 
 def rest_reply(served: ServedModels, model: str, version: int | None, body: dict) -> dict:
@@ -79,16 +102,18 @@ def rest_reply(served: ServedModels, model: str, version: int | None, body: dict
     else:
         given = body["inputs"]
         inputs = given if isinstance(given, dict) else {next(iter(specs)): given}
+    inputs = {name: json_input(value, tf.as_dtype(specs[name].dtype)) if name in specs else np.array(value)
+              for name, value in inputs.items()}
     outputs = served.run(model, version, signature, inputs)
     if "instances" in body:
         if len(outputs) == 1:
-            return {"predictions": _json_tensor(next(iter(outputs.values())))}
-        columns = {name: _json_tensor(value) for name, value in outputs.items()}
+            return {"predictions": _json_tensor(*next(iter(outputs.items()))[::-1])}
+        columns = {name: _json_tensor(value, name) for name, value in outputs.items()}
         return {"predictions": [{name: column[i] for name, column in columns.items()}
                                 for i in range(len(next(iter(columns.values()))))]}
     if len(outputs) == 1:
-        return {"outputs": _json_tensor(next(iter(outputs.values())))}
-    return {"outputs": {name: _json_tensor(value) for name, value in outputs.items()}}
+        return {"outputs": _json_tensor(*next(iter(outputs.items()))[::-1])}
+    return {"outputs": {name: _json_tensor(value, name) for name, value in outputs.items()}}
 
 
 def metadata_reply(served: ServedModels, model: str, version: int | None) -> dict:
@@ -146,7 +171,7 @@ class RestReplayServer:
             return 404, json.dumps({"error": str(err).strip("'\"")}).encode()
         except (ValueError, KeyError, TypeError, tf.errors.OpError) as err:
             return 400, json.dumps({"error": str(err)}).encode()
-        return 200, json.dumps(answer).encode()
+        return 200, json.dumps(answer, ensure_ascii=False).encode("utf-8", "surrogateescape")  # raw bytes
 
     def close(self):
         self.httpd.shutdown()

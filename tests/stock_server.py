@@ -2,9 +2,12 @@
 
 A fresh interpreter switches XLA off with the server's own call (`tensorflow::DisableXlaCompilation()`), imports
 TF Text (linked into the stock server), loads the export with the Session-based loader, and answers each request
-with the feeds the server would build (`aigc_tf.serving.check.request_feeds`: omitted inputs take the
-SignatureDef's defaults, unknown or missing required inputs are refused). A failed request is recorded as an error
-status and the next one is still answered, as the server keeps serving.
+with the feeds the server would build. The feeds are built here, from TF Serving's source, not by the code under
+test (`aigc_tf.serving.check.request_feeds`): the count check of `VerifyRequestInputsSize` (predict_util.cc), then
+`GetInputValues` (saved_model/util.cc): each input from the request, else the SignatureDef's default, else an error,
+and names the signature lacks refused. A request's JSON values are read as the REST front end reads them for the
+input's dtype (a float for an integer input is refused, not cast). A failed request is recorded as an error status
+and the next one is still answered, as the server keeps serving.
 """
 
 from __future__ import annotations
@@ -18,8 +21,41 @@ from pathlib import Path
 WORKER = """
 import json, sys
 from aigc_tf.compat import disable_xla_compilation
-from aigc_tf.serving.check import read_meta_graph, request_feeds, status_message
+from aigc_tf.serving.check import read_meta_graph, status_message
 import numpy as np, tensorflow as tf, tensorflow_text  # noqa: F401 (the stock server links TF Text's kernels)
+
+
+class Refused(Exception):
+    pass
+
+
+def rest_value(value, dtype):
+    """A JSON value read for an input of `dtype`, as json_tensor.cc reads it: no lossy casts."""
+    if dtype == tf.string:
+        return np.array(value, dtype=object)
+    array = np.array(value)
+    if (dtype.is_integer and array.dtype.kind not in "iub") or (dtype.is_floating and array.dtype.kind not in "iuf"):
+        raise Refused(f"JSON Value: {value} Is not of expected type: {dtype.name}")
+    return array.astype(dtype.as_numpy_dtype)
+
+
+def server_feeds(signature, inputs):
+    sent, expected = set(inputs), set(signature.inputs)
+    if len(sent) > len(expected) or (len(sent) < len(expected) and not signature.defaults):
+        raise Refused(f"input size does not match signature: {len(sent)}!={len(expected)}")
+    feeds = {}
+    for alias, info in signature.inputs.items():
+        dtype = tf.dtypes.as_dtype(info.dtype)
+        if alias in inputs:
+            feeds[info.name] = rest_value(inputs[alias], dtype)
+        elif alias in signature.defaults:
+            feeds[info.name] = tf.make_ndarray(signature.defaults[alias])
+        else:
+            raise Refused(f"Signature input alias: {alias}(feed name: {info.name}) not found in request and no "
+                          "default value provided")
+    if sent - expected:
+        raise Refused(f"Inputs contains invalid name. request input: {','.join(sorted(sent))}")
+    return feeds
 
 export, xla = sys.argv[1], sys.argv[2] == "xla"
 if not xla:
@@ -31,15 +67,16 @@ with tf.compat.v1.Session(graph=tf.Graph()) as session:
     tf.compat.v1.saved_model.loader.load(session, ["serve"], export)
     for request in requests:
         signature = signatures[request.get("signature", "serving_default")]
-        inputs = {k: np.array(v, dtype=tf.dtypes.as_dtype(signature.inputs[k].dtype).as_numpy_dtype)
-                  if k in signature.inputs else np.array(v) for k, v in request["inputs"].items()}
         names = sorted(signature.outputs)
         try:
-            values = session.run([signature.outputs[k].name for k in names], request_feeds(signature, inputs))
+            values = session.run([signature.outputs[k].name for k in names], server_feeds(signature, request["inputs"]))
+        except Refused as err:
+            replies.append({"error": f"InvalidArgument: {err}"})
+            continue
         except Exception as err:  # an error status for this request; the session keeps serving
             replies.append({"error": f"{type(err).__name__}: {status_message(err)}"})
             continue
-        replies.append({k: np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(v).tolist()
+        replies.append({k: np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(v).tolist()
                         if v.dtype == object else v.tolist() for k, v in zip(names, values)})
 print(json.dumps(replies))
 """

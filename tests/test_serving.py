@@ -205,10 +205,13 @@ def test_rest_client_sends_documented_bodies_and_reads_both_reply_forms(saved_mo
     sent = rest_server.requests[-1][2]  # REST needs every input: the client filled the controls' defaults
     sent_names = set(sent["inputs"]) if form == "inputs" else set(sent["instances"][0])
     assert sent_names == {"prompts", "max_new_tokens", "temperature", "top_k", "top_p", "seed"}
+    if form == "inputs":  # one value per prompt, never one for all: TF Serving's batching needs equal dimension 0
+        assert all(len(value) == len(PROMPTS) for value in sent["inputs"].values())
     seeded = [client.generate_text(["hello"], signature="sample", seed=3, max_new_tokens=4) for _ in range(2)]
     assert seeded[0] == seeded[1] and seeded[0][0].startswith("hello")
     inputs = client.signature_inputs("gpt2", "generate_tokens")
     assert inputs["token_ids"] == {"dtype": "int32", "shape": [None, None]}
+    assert inputs["lengths"] == {"dtype": "int32", "shape": [None]}
     assert inputs["temperature"] == {"dtype": "float32", "shape": [None], "default": [0.0]}
     assert inputs["max_new_tokens"]["default"] == [8.0]
     with pytest.raises(AigcError, match="unknown generation control 'beams'"):
@@ -222,6 +225,9 @@ def test_rest_client_errors_are_one_clear_line(rest_server):
         client.generate_images(np.zeros((1, 8), np.float32), model="gan3")
     with pytest.raises(AigcError, match="HTTP 400"):
         client.generate_images(np.zeros((1, 8), np.float32), model="gpt2")  # wrong inputs for the signature
+    client.generate_text(["caf"], max_new_tokens=1)  # reads the signature's defaults once
+    rest_server.canned = (200, b'{"predictions": ["caf\xc3"]}')  # a reply cut inside a character, as raw bytes
+    assert client.generate_text(["caf"], max_new_tokens=1) == ["caf\ufffd"]  # U+FFFD, not an exception
     for canned, message in [((200, b"<html>busy</html>"), "not JSON"),
                             ((200, b'{"result": [1]}'), "no `predictions` or `outputs`"),
                             ((200, b'{"predictions": [[1, 2], [3]]}'), "malformed reply")]:
@@ -249,7 +255,12 @@ def test_grpc_client_builds_predict_requests_and_reads_tensor_protos(saved_model
 
     texts = client.generate_text(PROMPTS, version=1)
     assert grpc_server.requests[-1].model_spec.version.value == 1
-    assert set(grpc_server.requests[-1].inputs) == {"prompts"}  # gRPC Predict fills the rest from the defaults
+    sent = grpc_server.requests[-1].inputs  # every control once per prompt, or batching refuses the request
+    assert set(sent) == {"prompts", "max_new_tokens", "temperature", "top_k", "top_p", "seed"}
+    assert all(tf.make_ndarray(sent[name]).shape == (len(PROMPTS),) for name in sent)
+    assert tf.make_ndarray(sent["temperature"]).tolist() == [0.0, 0.0]  # the signature's default, from metadata
+    tokens = client.generate_tokens([[50256, 464], [50256, 464, 3290, 318]], max_new_tokens=3)
+    assert [len(t) for t in tokens] == [5, 7] and tokens[1][:4] == [50256, 464, 3290, 318]
     expected = _direct(saved_models, "gpt2", prompts=tf.constant(PROMPTS))["text"]
     assert texts == [t.decode("utf-8", "replace") for t in expected]
     assert client.signature_inputs("vae_decoder") == {"latent": {"dtype": "float32", "shape": [None, 2]}}
@@ -299,12 +310,20 @@ def test_batching_parameters_are_tf_servings_text_proto_with_sizes_up_to_the_max
 
     from aigc_tf.serving.model_config import BATCHING_FILE, serving_command, write_batching_parameters
 
-    path = write_batching_parameters(tmp_path, max_batch_size=12)
+    from aigc_tf.serving.batching import parse_batching_parameters
+
+    path = write_batching_parameters(tmp_path)
     assert path == tmp_path / BATCHING_FILE
-    text = path.read_text()
-    sizes = [int(line.split(":")[1]) for line in text.splitlines() if line.startswith("allowed_batch_sizes")]
-    assert sizes == [1, 2, 4, 8, 12]  # the server requires the last allowed size to equal max_batch_size
-    assert "max_batch_size { value: 12 }" in text and "pad_variable_length_inputs: true" in text
+    parameters = parse_batching_parameters(path.read_text())
+    # Batches of at most 16 padded to a power of two; requests of up to 64 prompts split into them, not refused; the
+    # server requires the last allowed size to equal max_batch_size.
+    assert parameters.allowed_batch_sizes == (1, 2, 4, 8, 16, 64) and parameters.max_batch_size == 64
+    assert parameters.enable_large_batch_splitting and parameters.max_execution_batch_size == 16
+    assert parameters.pad_variable_length_inputs
+    text = write_batching_parameters(tmp_path, max_batch_size=12, max_execution_batch_size=12).read_text()
+    assert parse_batching_parameters(text).allowed_batch_sizes == (1, 2, 4, 8, 12)
+    with pytest.raises(AigcError, match="max_execution_batch_size <= max_batch_size"):
+        write_batching_parameters(tmp_path, max_batch_size=8, max_execution_batch_size=16)
     command = serving_command(tmp_path, xla=True, batching=True)
     assert "--enable_batching --batching_parameters_file=/models/batching_parameters.txt" in command
     assert "--xla_cpu_compilation_enabled=true" in command

@@ -84,9 +84,10 @@ def test_per_request_controls_are_applied_validated_and_do_not_stop_the_server(t
     assert "top_k must be >= 0" in errors["bad_top_k"]
     assert "max_new_tokens must be in [1," in errors["bad_budget"]
     assert "one value, or one per prompt" in errors["bad_count"]
-    assert "input size does not match signature" in errors["missing_prompts"]
-    assert "sent extra {beam_width}" in errors["unknown_input"]
-    assert all(e.startswith("InvalidArgumentError") or "does not match" in e for e in errors.values()), errors
+    assert "Signature input alias: prompts" in errors["missing_prompts"]  # no default: GetInputValues refuses
+    assert "not found in request and no default value provided" in errors["missing_prompts"]
+    assert "Inputs contains invalid name" in errors["unknown_input"]
+    assert all(e.startswith("InvalidArgument") for e in errors.values()), errors
     assert text["after_errors"] == [greedy]  # the server keeps serving
 
 

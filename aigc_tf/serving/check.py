@@ -157,18 +157,32 @@ def example_input(name: str, tensor_info, batch: int = 2):
 def request_feeds(signature_def, inputs: dict) -> dict:
     """{tensor name: value} the model server feeds for a request giving `inputs` ({input name: value}).
 
-    As `VerifyRequestInputsSize` and `GetInputValues` do: an unknown input or a missing input without a default is
-    an InvalidArgument error; a missing input with a default is fed its default.
+    As `predict_util.cc` (`VerifyRequestInputsSize`) and `saved_model/util.cc` (`GetInputValues`) do: more inputs
+    than the signature has, or fewer when it has no defaults, is refused by count; then each signature input takes
+    the request's value, else its default, else the request fails; a name the signature lacks fails last.
     """
     import tensorflow as tf
 
-    extra = sorted(set(inputs) - set(signature_def.inputs))
-    missing = sorted(set(signature_def.inputs) - set(inputs))
-    if extra or (missing and not signature_def.defaults) or set(missing) - set(signature_def.defaults):
-        raise AigcError(f"input size does not match signature: sent extra {{{','.join(extra)}}}, missing but "
-                        f"required {{{','.join(m for m in missing if m not in signature_def.defaults)}}}")
-    feeds = {signature_def.inputs[k].name: v for k, v in inputs.items()}
-    feeds.update({signature_def.inputs[k].name: tf.make_ndarray(signature_def.defaults[k]) for k in missing})
+    sent, expected = set(inputs), set(signature_def.inputs)
+    if len(sent) > len(expected) or (len(sent) < len(expected) and not signature_def.defaults):
+        raise AigcError(f"input size does not match signature: {len(sent)}!={len(expected)} "
+                        f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
+                        f"Sent extra: {{{','.join(sorted(sent - expected))}}}. "
+                        f"Missing but required: {{{','.join(sorted(expected - sent))}}}.")
+    feeds = {}
+    for name, info in signature_def.inputs.items():
+        if name in inputs:
+            feeds[info.name] = inputs[name]
+        elif name in signature_def.defaults:
+            feeds[info.name] = tf.make_ndarray(signature_def.defaults[name])
+        else:
+            raise AigcError(f"Signature input alias: {name}(feed name: {info.name}) not found in request and no "
+                            f"default value provided. Inputs expected to be in the request "
+                            f"{{{','.join(sorted(sent))}}}, or default input alias set: "
+                            f"{','.join(sorted(signature_def.defaults))}")
+    if sent - expected:
+        raise AigcError(f"Inputs contains invalid name. Used request inputs: {','.join(sorted(sent & expected))}, "
+                        f"request input: {','.join(sorted(sent))}")
     return feeds
 
 
