@@ -67,9 +67,10 @@ def _spawn(code, *args):
                             stderr=subprocess.PIPE, text=True, env=_env())
 
 
-def _wait_for(path: Path, proc=None):
+def _wait_for(path: Path, proc=None, lines: int = 0):
+    """Until `path` exists (and holds at least `lines` lines)."""
     deadline = time.monotonic() + GUARD
-    while not path.exists():
+    while not path.exists() or (lines and len(path.read_text().splitlines()) < lines):
         if proc is not None and proc.poll() is not None:
             pytest.fail(f"process ended before {path.name} appeared: {proc.communicate()}")
         if time.monotonic() > deadline:
@@ -157,26 +158,38 @@ def test_empty_lock_file_still_gives_a_clear_refusal(tmp_path):
                                      "finish or stop it, or use another folder")
 
 
+# Waits for the lock, appending a line to `refused` each time a poll finds it held (the lock's own try, wrapped).
 WAITER = PRELUDE + """
-folder, trying, released, acquired = map(Path, sys.argv[1:5])
-trying.touch()
+import aigc_tf.locks as locks
+folder, refused, released, acquired = map(Path, sys.argv[1:5])
+try_lock = locks._try_lock
+
+def counted(fd):
+    taken = try_lock(fd)
+    if not taken:
+        with refused.open("a") as out:
+            out.write("refused\\n")
+    return taken
+
+locks._try_lock = counted
 with waiting(folder, "export", timeout=30):
-    acquired.write_text(json.dumps({"released_before": released.exists()}))
+    acquired.write_text(json.dumps({"released_before": released.exists(),
+                                    "refusals": len(refused.read_text().splitlines())}))
 """
 
 
 def test_waiting_blocks_while_held_and_proceeds_on_release(tmp_path):
     folder = tmp_path / "model"
-    trying, released, acquired = tmp_path / "trying", tmp_path / "released", tmp_path / "acquired"
+    refused, released, acquired = tmp_path / "refused", tmp_path / "released", tmp_path / "acquired"
     with exclusive(folder, "export of model"):
-        waiter = _spawn(WAITER, folder, trying, released, acquired)
-        _wait_for(trying, waiter)
-        time.sleep(0.3)  # several polls of the waiter; it must still be waiting
+        waiter = _spawn(WAITER, folder, refused, released, acquired)
+        _wait_for(refused, waiter, lines=2)  # it polled, was refused, and polled again: it waits
         assert waiter.poll() is None and not acquired.exists()
         released.touch()
     out, err = waiter.communicate(timeout=GUARD)
     assert waiter.returncode == 0, (out, err)
-    assert json.loads(acquired.read_text()) == {"released_before": True}
+    report = json.loads(acquired.read_text())
+    assert report["released_before"] is True and report["refusals"] >= 2
 
 
 def test_waiting_gives_up_after_its_timeout(holder):
@@ -242,9 +255,23 @@ def test_the_lock_is_released_when_the_block_raises(tmp_path):
         pass
 
 
-def test_another_thread_does_not_share_the_lock(tmp_path):
+def test_another_thread_does_not_share_the_lock(tmp_path, monkeypatch):
+    from aigc_tf import locks
+
     folder = tmp_path / "model"
     outcome = {}
+    refusals, polled_twice = [], threading.Event()
+    try_lock, waiter = locks._try_lock, None
+
+    def counted(fd):  # the lock's own try, counting the waiting thread's refused polls
+        taken = try_lock(fd)
+        if not taken and threading.current_thread() is waiter:
+            refusals.append(fd)
+            if len(refusals) >= 2:
+                polled_twice.set()
+        return taken
+
+    monkeypatch.setattr(locks, "_try_lock", counted)
 
     def refused():
         try:
@@ -264,7 +291,7 @@ def test_another_thread_does_not_share_the_lock(tmp_path):
         thread.join(GUARD)
         waiter = threading.Thread(target=waits)
         waiter.start()
-        time.sleep(0.2)
+        assert polled_twice.wait(GUARD)  # it polled, was refused, and polled again: it waits
         assert waiter.is_alive()
         released.set()
     waiter.join(GUARD)
