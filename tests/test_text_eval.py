@@ -36,6 +36,60 @@ def test_continuation_scores_on_held_out_windows(tiny_text_model):
     assert first["prompt"].startswith("CHAPTER 1. Loomings") and first["reference"] and first["generated"]
 
 
+@pytest.fixture(scope="module")
+def oracle(tiny_text_model, monkeypatch_module):
+    """Stand-ins for the greedy decoder that know the book: each writes, after the prompt it is given, a function of
+    the tokens that really follow that prompt in `windows`. With the true tokens every score must be exactly 1, so
+    a prompt paired with another window's reference, or a continuation cut at the wrong offset, shows."""
+    import numpy as np
+
+    from aigc_tf.text import data as text_data
+    from aigc_tf.text import sample
+
+    tokenizer = tiny_text_model.preprocessor.tokenizer
+    windows = text_data.pack_windows(text_data.corpus_token_ids("moby_dick", tokenizer), 32)
+    writer = {}
+
+    def greedy_token_ids(causal_lm, inputs, jit_compile=False):
+        ids, mask = np.array(inputs["token_ids"]), np.array(inputs["padding_mask"])
+        prompt_tokens = int(mask[0].sum()) - 1  # after the start token
+        for row in ids:
+            (match,) = np.flatnonzero((windows[:, :prompt_tokens] == row[1:1 + prompt_tokens]).all(axis=1))[:1]
+            row[1 + prompt_tokens:] = writer["write"](windows[match, prompt_tokens:prompt_tokens + len(row) - 1
+                                                              - prompt_tokens])
+        return {"token_ids": ids, "padding_mask": np.ones_like(mask)}
+
+    monkeypatch_module.setattr(sample, "greedy_token_ids", greedy_token_ids)
+
+    def scores(write):
+        writer["write"] = write
+        return continuation_scores(tiny_text_model, "moby_dick", prompt_tokens=8, continuation_tokens=16,
+                                   max_sequences=6, windows=windows)
+    return scores, tokenizer
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_a_perfect_continuation_scores_one_a_shuffled_one_less_and_a_disjoint_one_zero(oracle):
+    import numpy as np
+
+    scores, tokenizer = oracle
+    perfect = scores(lambda truth: truth)
+    assert (perfect["bleu"], perfect["rouge_l"]) == pytest.approx((1.0, 1.0))
+    assert all(e["generated"] == e["reference"] for e in perfect["examples"])
+    reversed_words = scores(lambda truth: truth[::-1])  # the same tokens, backwards: measured BLEU 0, ROUGE-L 0.16
+    assert reversed_words["bleu"] < 0.5 and 0.0 < reversed_words["rouge_l"] < 0.8
+    shifted = scores(lambda truth: np.roll(truth, 4))  # a phrase moved to the front: measured 0.84, 0.76
+    assert 0.0 < shifted["bleu"] < 1.0 and shifted["rouge_l"] < 1.0
+    quasar = np.asarray(tokenizer(" quasar"))
+    disjoint = scores(lambda truth: np.resize(quasar, len(truth)))  # no word of the book
+    assert (disjoint["bleu"], disjoint["rouge_l"]) == (0.0, 0.0)
+
+
 def test_continuation_lengths_are_checked(tiny_text_model):
     with pytest.raises(AigcError, match="exceed the model's context of 64"):
         continuation_scores(tiny_text_model, "moby_dick", prompt_tokens=40, continuation_tokens=40)
