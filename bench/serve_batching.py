@@ -154,6 +154,28 @@ def worker(export_dir: str, count: int, seed: int) -> dict:
             "batching_parameters": batching_parameters().splitlines()}
 
 
+def export_for_bench(workdir: Path, preset: str | None, seed: int) -> tuple[Path, str]:
+    """(export, description): `preset` exported as `aigc-tf text export` does, or a GPT-2 of random weights at the
+    tiny test shape (context 128) with the real 50,257-token vocabulary."""
+    import keras
+
+    from aigc_tf.config import TextConfig
+    from aigc_tf.runs import RunFolder
+    from aigc_tf.text.export import export_text
+    from aigc_tf.text.models import build_causal_lm, resolve_preset
+
+    if preset:
+        return export_text(preset=resolve_preset(preset), model_dir=workdir / "gpt2", max_new_tokens=4,
+                           precision="fp32"), preset
+    config = TextConfig.tiny(max_sequence_length=128)  # prompts of up to 64 tokens + 4
+    keras.utils.set_random_seed(seed)
+    run = RunFolder(workdir / "run")
+    run.prepare(config)
+    build_causal_lm(config).save_to_preset(str(run.path / "preset"))
+    export = export_text(run.path, workdir / "gpt2", max_new_tokens=4, precision="fp32")
+    return export, f"random GPT-2, {config.num_layers} layers x {config.hidden_dim}, 50,257 tokens"
+
+
 def _same(a: dict, b: dict) -> bool:
     if a.keys() != b.keys():
         return False
@@ -171,29 +193,10 @@ def main(argv=None) -> int:
     if args.worker:
         print(json.dumps(worker(args.worker, args.requests, args.seed)))
         return 0
-    import keras
-
-    from aigc_tf.config import TextConfig
     from aigc_tf.hardware import describe
-    from aigc_tf.runs import RunFolder
-    from aigc_tf.text.export import export_text
-    from aigc_tf.text.models import build_causal_lm
 
     with tempfile.TemporaryDirectory(prefix="aigc_batching_") as workdir:
-        if args.preset:
-            from aigc_tf.text.models import resolve_preset
-
-            export = export_text(preset=resolve_preset(args.preset), model_dir=Path(workdir) / "gpt2",
-                                 max_new_tokens=4, precision="fp32")
-            model = args.preset
-        else:
-            config = TextConfig.tiny(max_sequence_length=128)  # prompts of up to 64 tokens + 4
-            keras.utils.set_random_seed(args.seed)
-            run = RunFolder(Path(workdir) / "run")
-            run.prepare(config)
-            build_causal_lm(config).save_to_preset(str(run.path / "preset"))
-            export = export_text(run.path, Path(workdir) / "gpt2", max_new_tokens=4, precision="fp32")
-            model = f"random GPT-2, {config.num_layers} layers x {config.hidden_dim}, 50,257 tokens"
+        export, model = export_for_bench(Path(workdir), args.preset, args.seed)
         done = subprocess.run([sys.executable, __file__, "--worker", str(export), "--requests", str(args.requests),
                                "--seed", str(args.seed)], capture_output=True, text=True, timeout=7200)
     if done.returncode != 0:

@@ -30,7 +30,7 @@ class Refused(Exception):
 
 
 def rest_value(value, dtype):
-    """A JSON value read for an input of `dtype`, as json_tensor.cc reads it: no lossy casts."""
+    # A JSON value read for an input of `dtype`, as json_tensor.cc reads it: no lossy casts.
     if dtype == tf.string:
         return np.array(value, dtype=object)
     array = np.array(value)

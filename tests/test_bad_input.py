@@ -153,7 +153,11 @@ def test_serving_signatures_answer_bad_prompts_and_refuse_bad_tensors(tiny_text_
         report = {{}}
         report["invalid_utf8"] = text([b"caf\\xe9 \\xff\\xfe", b"ok"])
         report["empty"] = text([""])
-        report["long"] = text(["word " * 500])
+        try:
+            text(["word " * 500])
+            report["long"] = "accepted"
+        except tf.errors.InvalidArgumentError as err:
+            report["long"] = err.message
         batch = ["a", "a much longer prompt about the State of the Union", ""]
         report["mixed"] = text(batch) == [text([p])[0] for p in batch]
         refused = {{}}
@@ -161,9 +165,11 @@ def test_serving_signatures_answer_bad_prompts_and_refuse_bad_tensors(tiny_text_
                 "scalar prompt": lambda: greedy(prompts=tf.constant("hello")),
                 "matrix of prompts": lambda: greedy(prompts=tf.constant([["a", "b"]])),
                 "float token ids": lambda: model.generate_tokens(
-                    token_ids=tf.constant([[50256.0]]), padding_mask=tf.constant([[1]], tf.int32)),
+                    token_ids=tf.constant([[50256.0]]), lengths=tf.constant([1], tf.int32)),
                 "1-D token ids": lambda: model.generate_tokens(
-                    token_ids=tf.constant([50256]), padding_mask=tf.constant([1]))}}
+                    token_ids=tf.constant([50256]), lengths=tf.constant([1])),
+                "length past the ids": lambda: model.generate_tokens(
+                    token_ids=tf.constant([[50256, 464]]), lengths=tf.constant([3]))}}
         for name, call in bad.items():
             try:
                 call()
@@ -179,7 +185,7 @@ def test_serving_signatures_answer_bad_prompts_and_refuse_bad_tensors(tiny_text_
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["invalid_utf8"][0].startswith("caf\ufffd \ufffd\ufffd")  # replaced, not crashed
     assert report["invalid_utf8"][1].startswith("ok")
-    assert report["empty"][0] and report["long"][0].startswith("word word")
+    assert report["empty"][0] and "a prompt may have at most 63 tokens" in report["long"]  # the limit, named
     assert report["mixed"] is True  # padding never leaks between prompts of one batch
     assert all(v != "accepted" for v in report["refused"].values()), report["refused"]
 
