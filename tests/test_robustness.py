@@ -247,7 +247,24 @@ def test_robust_command_end_to_end(tiny_gan_run, tmp_path, capsys):
         assert len(curves["fgsm"]) == len(curves["pgd"]) == 2 and curves["fgsm"][0] == curves["pgd"][0]
     assert report["classifiers"]["evaluation"]["pgd"][1] < report["classifiers"]["evaluation"]["pgd"][0]
     d = report["discriminator"]
-    assert all(0 <= v <= 1 for v in (d["clean"], d["generated"], *d["fgsm"], *d["pgd"], *d["random_sign_noise"]))
+    from aigc_tf.data import load_arrays
+    from aigc_tf.gan import clusters
+    from aigc_tf.gan.sample import draw
+    from aigc_tf.robustness.discriminator import load_gan_networks, random_sign_noise
+    from aigc_tf.robustness.run import subset
+
+    gan = load_gan_networks(tiny_gan_run[0])
+    test = load_arrays("mnist", "test")
+    digits = test.images[subset(len(test), 100)].astype(np.float32) / 255.0  # the report's 100 test digits
+
+    def mean_sigmoid(images):  # by hand: pixels to G's [-1, 1], each image judged with its nearest cluster
+        logits = np.asarray(gan.discriminator([images * 2 - 1, clusters.assign(images, gan.centroids)]))[:, 0]
+        return float(np.mean(1 / (1 + np.exp(-logits))))
+
+    assert d["clean"] == pytest.approx(mean_sigmoid(digits), rel=1e-4)
+    assert d["random_sign_noise"][1] == pytest.approx(mean_sigmoid(random_sign_noise(digits, 0.2, seed=1)), rel=1e-4)
+    samples, _ = draw(gan.generator, gan.config, report["settings"]["gan_samples"], seed=1)
+    assert d["generated"] == pytest.approx(mean_sigmoid(samples), rel=1e-4)
     assert d["fgsm"][0] == d["pgd"][0] == d["random_sign_noise"][0] == pytest.approx(d["clean"])
     for png in ("accuracy_vs_epsilon.png", "adversarial_examples.png"):
         with Image.open(out / png) as image:
