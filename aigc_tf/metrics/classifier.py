@@ -142,7 +142,7 @@ def train_classifier(dataset: str = "mnist", source: str | None = None, epochs: 
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     batches = (tf.data.Dataset.from_tensor_slices((x_train, train.labels))
                .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True).batch(batch_size))
-    model.fit(batches, epochs=epochs, verbose=verbose, validation_data=(x_test, test.labels))
+    model.fit(batches, epochs=epochs, verbose=verbose, validation_data=(x_test, test.labels), shuffle=False)
     return Classifier(model, measured_test_accuracy(model, dataset, train.source, data_dir), dataset, train.source)
 
 
