@@ -8,7 +8,9 @@ requests, most of them hostile:
 - controls out of range (max_new_tokens 0 or past the context, top_p 0, negative temperature), with neither 1 nor
   N values, of the wrong dtype; prompts of the wrong rank; unknown input names;
 and, every tenth request, a good one from a fixed set whose answer must equal its first answer.
-Resident memory (`/proc/self/statm`) is read after a warm-up of 200 requests and at the end.
+Resident memory (`/proc/self/statm`) is read after a warm-up of 200 requests, every 500 and at the end; the whole
+stream runs twice, with TensorFlow's oneDNN kernels (its default on x86 Linux, `TF_ENABLE_ONEDNN_OPTS=1`), which keep
+a compiled kernel per new matrix shape, and without them (`=0`, TensorFlow's own Eigen kernels).
 
     python bench/serve_soak.py [--requests 5000] [--preset aigc_gpt2_base]
 
@@ -30,6 +32,7 @@ import numpy as np
 
 OUT = Path(__file__).with_name("serve_soak.json")
 WARMUP = 200
+ONEDNN = {"onednn_on": "1", "onednn_off": "0"}  # TF_ENABLE_ONEDNN_OPTS: oneDNN keeps a kernel per new shape
 GOOD = [["It is a beautiful day"], ["The whale", ""], ["caf\u00e9 \U0001f433 na\u00efve"]]
 
 
@@ -110,10 +113,12 @@ def worker(export_dir: str, count: int, seed: int) -> dict:
     good = [(p, answer("serving_default", {"prompts": np.array([s.encode() for s in p], object),
                                            "max_new_tokens": np.full(len(p), 3, np.int32)})) for p in GOOD]
     counts, failures, wrong, invalid_utf8 = {}, [], 0, 0
-    started, memory = time.perf_counter(), {}
+    started, memory, curve = time.perf_counter(), {}, []
     for i in range(count):
         if i == WARMUP:
             memory["after_warmup_mb"] = resident_mb()
+        if i % 500 == 0:
+            curve.append([i, round(resident_mb(), 1)])
         if i % 10 == 0:
             prompts, expected = good[(i // 10) % len(good)]
             reply = answer("serving_default", {"prompts": np.array([s.encode() for s in prompts], object),
@@ -138,7 +143,8 @@ def worker(export_dir: str, count: int, seed: int) -> dict:
     session.close()
     return {"requests": count, "seconds": round(time.perf_counter() - started, 1), "kinds": counts,
             "unexpected": len(failures), "first_unexpected": failures[:5], "good_answers_changed": int(wrong),
-            "invalid_utf8_replies": invalid_utf8, "memory": {k: round(v, 1) for k, v in memory.items()}}
+            "invalid_utf8_replies": invalid_utf8, "memory": {k: round(v, 1) for k, v in memory.items()},
+            "resident_mb_every_500": curve}
 
 
 def main(argv=None) -> int:
@@ -157,18 +163,23 @@ def main(argv=None) -> int:
 
     from aigc_tf.hardware import describe
 
+    runs = {}
     with tempfile.TemporaryDirectory(prefix="aigc_soak_") as workdir:
         export, model = export_for_bench(Path(workdir), args.preset, args.seed)
-        done = subprocess.run([sys.executable, __file__, "--worker", str(export), "--requests", str(args.requests),
-                               "--seed", str(args.seed)], capture_output=True, text=True, timeout=7200)
-    if done.returncode != 0:
-        raise SystemExit(f"worker crashed (exit {done.returncode}): {done.stderr[-3000:]}")
+        for name, onednn in ONEDNN.items():  # TensorFlow's default on x86 Linux, then its plain Eigen kernels
+            done = subprocess.run([sys.executable, __file__, "--worker", str(export), "--requests",
+                                   str(args.requests), "--seed", str(args.seed)], capture_output=True, text=True,
+                                  timeout=7200, env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn})
+            if done.returncode != 0:
+                raise SystemExit(f"worker crashed (exit {done.returncode}): {done.stderr[-3000:]}")
+            runs[name] = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"  {name}: {json.dumps({k: runs[name][k] for k in ('unexpected', 'memory')})}", file=sys.stderr)
     result = {"command": "python bench/serve_soak.py " + " ".join(argv or sys.argv[1:]), "model": model,
-              "cpu": describe(), **json.loads(done.stdout.strip().splitlines()[-1])}
+              "cpu": describe(), **runs}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({k: result[k] for k in ("requests", "unexpected", "good_answers_changed", "memory")}, indent=1))
     print(f"wrote {args.out}")
-    ok = not result["unexpected"] and not result["good_answers_changed"] and not result["invalid_utf8_replies"]
+    ok = all(not r["unexpected"] and not r["good_answers_changed"] and not r["invalid_utf8_replies"]
+             for r in runs.values())
     return 0 if ok else 1
 
 

@@ -114,3 +114,18 @@ def test_seeded_gives_the_same_weights_and_leaves_the_callers_streams_alone():
         other = dense_kernel()
     np.testing.assert_array_equal(first, second)
     assert not np.allclose(first, other)
+
+
+def test_bpe_tokenize_uncached_gives_keras_hubs_ids_and_keeps_no_state():
+    from aigc_tf.text.tokenizer import gpt2_tokenizer
+
+    tokenizer = gpt2_tokenizer()
+    texts = ["Call me Ishmael. Some years ago<|endoftext|>never mind how long", "", "caf\u00e9 \U0001f433 na\u00efve",
+             "  spaces   and\ttabs\n\nnew lines", "x" * 300, "It's 1851; the whale's 'white'!"]
+    ours = tf.function(lambda t: compat.bpe_tokenize_uncached(tokenizer, t))(tf.constant(texts)).to_list()
+    assert ours == [np.asarray(tokenizer(t)).tolist() for t in texts]
+    assert ours[0].count(50256) == 1  # the special token kept whole, not split into "<", "|", ...
+    graph = tf.function(lambda t: compat.bpe_tokenize_uncached(tokenizer, t)).get_concrete_function(
+        tf.TensorSpec([None], tf.string)).graph.as_graph_def()
+    ops = {node.op for node in graph.node} | {node.op for f in graph.library.function for node in f.node_def}
+    assert not ops & {"LookupTableInsertV2", "LookupTableImportV2"}  # nothing written per request: memory bounded

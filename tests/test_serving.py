@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import aigc_tf.serving
 from aigc_tf import AigcError
 from aigc_tf.gan.export import export_gan
 from aigc_tf.vae.export import export_vae
@@ -101,6 +102,8 @@ def test_check_passes_on_every_fresh_export_and_names_the_non_core_op(saved_mode
     assert len(signature_lines) == 6 and all("after warm-up" in line for line in signature_lines), done.stdout
     assert "(4 models: gan, gpt2, vae_decoder, vae_encoder)" in done.stdout
     assert "non-core op RegexSplitWithOffsets: TF Text" in done.stdout
+    # every release's pinned TF Text (2.12.1 in TF Serving 2.16-2.19) registers the one TF Text op GPT-2 uses
+    assert "TF Serving releases whose linked TF Text has its ops: 2.16.1, 2.17.1, 2.18.1, 2.19.1, 2.20.0" in done.stdout
     token_line = next(line for line in done.stdout.splitlines() if "generate_tokens(" in line)
     assert "[needs" not in token_line  # the core-only signature for servers without TF Text
     assert "serving_default(noise: float32 [None, 8]) -> images: float32 [None, 28, 28, 1]" in done.stdout
@@ -345,6 +348,17 @@ def test_every_export_carries_warmup_requests_the_server_can_parse(saved_models)
     gpt2 = [r for r in read_warmup(version_dirs(saved_models / "gpt2")[0]) if r.model_spec.signature_name == "sample"]
     assert [sorted(r.inputs) for r in gpt2] == [["prompts"], sorted(["prompts", "max_new_tokens", "temperature",
                                                                         "top_k", "top_p", "seed"])]
+
+
+def test_the_per_release_op_table_names_the_releases_that_lack_an_op():
+    from aigc_tf.serving.server_ops import servers_covering
+
+    table = json.loads((Path(aigc_tf.serving.__file__).parent / "server_ops.json").read_text())
+    assert {r["tf_text"] for name, r in table["releases"].items() if name.startswith("2.1")} == {"2.12.1"}
+    covered = servers_covering(["RegexSplitWithOffsets"])
+    assert covered["missing"] == {} and "2.16.1" in covered["covered"]
+    lacking = servers_covering(["RegexSplitWithOffsets", "NotARealTextOp"])
+    assert lacking["covered"] == [] and lacking["missing"]["2.19.1"] == ["NotARealTextOp"]
 
 
 def test_the_client_sends_the_exports_generation_controls_in_their_dtypes():
