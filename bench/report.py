@@ -289,10 +289,15 @@ def _serve_section(r, serve) -> list[str]:
              "(random weights) in a fresh process with XLA switched off as `tensorflow_model_server` does by default, "
              "loaded with the Session-based loader. Each client sends one "
              f"{serve['prompt_tokens']}-token prompt to `generate_tokens` for {serve['new_tokens']} greedy tokens, "
-             f"{serve['requests_per_client']} requests back to back. `batching` merges queued requests as TF "
-             "Serving's `--enable_batching` does, with the parameters of `aigc-tf serving config --batching` (a model "
-             "of the server's BatchingSession, not the server). First request with no warm-up: "
-             f"{serve['first_request_s']:.2f} s.", "",
+             f"{serve['requests_per_client']} requests back to back. `batching` runs them through "
+             "`aigc_tf.serving.batching`, TF Serving's BatchingSession modelled rule for rule from its source (queue, "
+             "batch threads, padding with each tensor's first element, splitting), with the parameters of "
+             "`aigc-tf serving config --batching` (a model of the server, not the server). First request with no "
+             f"warm-up: {serve['first_request_s']:.2f} s."]
+    if "batching_16" in serve["table"] and "concurrent_1" in serve["table"]:
+        ratio = serve["table"]["batching_16"]["tokens_per_s"] / serve["table"]["concurrent_1"]["tokens_per_s"]
+        lines[-1] += f" Batching at 16 clients serves {ratio:.1f}x the tokens/s of one client."
+    lines += ["",
              "| server | clients | served tokens/s | p50 latency (s) | p95 latency (s) |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {row['mode']} | {row['clients']} | {_f(row['tokens_per_s'])} | {row['p50_s']:.2f} | "
               f"{row['p95_s']:.2f} |" for row in serve["table"].values()]

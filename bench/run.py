@@ -54,6 +54,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, help="timed repeats per variant (default 5; --quick 2)")
     parser.add_argument("--text-run", type=Path, help="trained text run for the perplexity ratios")
     parser.add_argument("--sections", default="gan,decode,serve,train", help="comma-separated subset to run")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other sections of an existing --out and replace only the ones run (for a "
+                             "section whose ratios are all within itself, such as serve)")
     args = parser.parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 5)
     sections = set(args.sections.split(","))
@@ -107,6 +110,12 @@ def main(argv=None) -> int:
     results["seconds"]["total"] = time.perf_counter() - began
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge and args.out.exists():
+        merged = json.loads(args.out.read_text())
+        merged.update({name: results[name] for name in sections if name in results})
+        merged.setdefault("seconds", {}).update({k: v for k, v in results["seconds"].items() if k in sections})
+        merged.setdefault("merged", []).append({"sections": sorted(sections), "date": results["date"]})
+        results = merged
     args.out.write_text(json.dumps(results, indent=2, default=_plain))
     markdown, plots = report.write(results, args.out.parent)
     print(f"wrote {args.out}\nwrote {markdown}\n" + "\n".join(f"wrote {p}" for p in plots))
