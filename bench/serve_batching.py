@@ -182,14 +182,19 @@ def _same(a: dict, b: dict) -> bool:
     return all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=1000, help="requests in the mix (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="the mix's seed")
+def bench_arguments(doc: str, requests: int, out: Path, argv) -> argparse.Namespace:
+    """The flags the served-model benches share (this one and `serve_soak.py`)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=requests, help=f"requests to send (default {requests})")
+    parser.add_argument("--seed", type=int, default=0, help="the requests' seed")
     parser.add_argument("--preset", help="serve this keras-hub preset (e.g. aigc_gpt2_base) instead of the tiny one")
-    parser.add_argument("--out", type=Path, default=OUT, help=f"the JSON artifact (default {OUT})")
+    parser.add_argument("--out", type=Path, default=out, help=f"the JSON artifact (default {out})")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = bench_arguments(__doc__, 1000, OUT, argv)
     if args.worker:
         print(json.dumps(worker(args.worker, args.requests, args.seed)))
         return 0

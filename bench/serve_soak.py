@@ -19,7 +19,6 @@ writes `bench/serve_soak.json`. The default model is the tiny random GPT-2 of `b
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -148,19 +147,13 @@ def worker(export_dir: str, count: int, seed: int) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=5000, help="requests in the stream (default 5000)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--preset", help="serve this keras-hub preset (e.g. aigc_gpt2_base) instead of the tiny one")
-    parser.add_argument("--out", type=Path, default=OUT, help=f"the JSON artifact (default {OUT})")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from serve_batching import bench_arguments, export_for_bench
+
+    args = bench_arguments(__doc__, 5000, OUT, argv)
     if args.worker:
         print(json.dumps(worker(args.worker, args.requests, args.seed)))
         return 0
-    sys.path.insert(0, str(Path(__file__).parent))
-    from serve_batching import export_for_bench
-
     from aigc_tf.hardware import describe
 
     runs = {}
