@@ -357,8 +357,9 @@ def cmd_text_export(args) -> int:
          (f"  (XLA: the server needs {XLA_FLAG})" if args.xla else "  (runs on a stock model server)"))
     _export_lines(path)
     _say("  signatures: serving_default (greedy) and sample (top-p): prompts: string -> text: string, need TF Text; "
-         "generate_tokens: int32 ids, core TF only")
-    _say("  optional per-request inputs: max_new_tokens, temperature, top_k, top_p, seed (one value, or one per prompt)")
+         "generate_tokens: int32 ids + lengths, core TF only")
+    _say("  optional per-request inputs: max_new_tokens, temperature, top_k, top_p, seed (one value, or one per "
+         "prompt; one per prompt under --enable_batching)")
     _say(f"  serve:   {serving_command(path.parent.parent, xla=args.xla)}")
     return 0
 

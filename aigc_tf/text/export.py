@@ -165,7 +165,7 @@ def export_text(run_dir: Path | None = None, model_dir: Path = Path("saved_model
                              c["temperature"], c["top_k"], c["top_p"], c["seed"])
         keep = out["padding_mask"][:, :needed]  # a prefix of each row: prompt, then its new tokens
         ids = tf.where(keep, out["token_ids"][:, :needed], 0)
-        return {"token_ids": tf.pad(ids, [[0, 0], [0, context - needed]]),
+        return {"token_ids": tf.ensure_shape(tf.pad(ids, [[0, 0], [0, context - needed]]), [None, context]),
                 "lengths": tf.reduce_sum(tf.cast(keep, tf.int32), -1)}
 
     def tokenize(prompts):
