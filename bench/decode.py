@@ -89,7 +89,7 @@ class SessionServed:
             meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(export_dir))
         signature = meta.signature_def["generate_tokens"]
         self.ids_in = signature.inputs["token_ids"].name
-        self.mask_in = signature.inputs["padding_mask"].name
+        self.lengths_in = signature.inputs["lengths"].name
         self.ids_out = signature.outputs["token_ids"].name
 
         self.new_in = signature.inputs["max_new_tokens"].name
@@ -98,9 +98,10 @@ class SessionServed:
         prompt = inputs["padding_mask"].numpy()
         length = int(prompt.sum(1).min())
         new = inputs["token_ids"].shape[1] - length
-        return self.session.run(self.ids_out, {self.ids_in: inputs["token_ids"].numpy()[:, :length],
-                                               self.mask_in: prompt[:, :length].astype(np.int32),
-                                               self.new_in: np.full([len(prompt)], new, np.int32)})
+        ids = self.session.run(self.ids_out, {self.ids_in: inputs["token_ids"].numpy()[:, :length],
+                                              self.lengths_in: np.full([len(prompt)], length, np.int32),
+                                              self.new_in: np.full([len(prompt)], new, np.int32)})
+        return ids[:, :inputs["token_ids"].shape[1]]  # the reply is as wide as the context: keep prompt + new
 
 
 def export_model(causal_lm, config: TextConfig, workdir: Path, precision: str, xla: bool = False) -> Path:
