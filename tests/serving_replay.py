@@ -107,12 +107,14 @@ def rest_reply(served: ServedModels, model: str, version: int | None, body: dict
     outputs = served.run(model, version, signature, inputs)
     if "instances" in body:
         if len(outputs) == 1:
-            return {"predictions": _json_tensor(*next(iter(outputs.items()))[::-1])}
+            ((name, value),) = outputs.items()
+            return {"predictions": _json_tensor(value, name)}
         columns = {name: _json_tensor(value, name) for name, value in outputs.items()}
         return {"predictions": [{name: column[i] for name, column in columns.items()}
                                 for i in range(len(next(iter(columns.values()))))]}
     if len(outputs) == 1:
-        return {"outputs": _json_tensor(*next(iter(outputs.items()))[::-1])}
+        ((name, value),) = outputs.items()
+        return {"outputs": _json_tensor(value, name)}
     return {"outputs": {name: _json_tensor(value, name) for name, value in outputs.items()}}
 
 

@@ -24,19 +24,12 @@ from aigc_tf.compat import disable_xla_compilation
 from aigc_tf.serving.check import read_meta_graph, status_message
 import numpy as np, tensorflow as tf, tensorflow_text  # noqa: F401 (the stock server links TF Text's kernels)
 
+sys.path.insert(0, sys.argv[3])
+from serving_replay import json_input  # the REST front end's reading of a JSON value: no lossy casts
+
 
 class Refused(Exception):
     pass
-
-
-def rest_value(value, dtype):
-    # A JSON value read for an input of `dtype`, as json_tensor.cc reads it: no lossy casts.
-    if dtype == tf.string:
-        return np.array(value, dtype=object)
-    array = np.array(value)
-    if (dtype.is_integer and array.dtype.kind not in "iub") or (dtype.is_floating and array.dtype.kind not in "iuf"):
-        raise Refused(f"JSON Value: {value} Is not of expected type: {dtype.name}")
-    return array.astype(dtype.as_numpy_dtype)
 
 
 def server_feeds(signature, inputs):
@@ -47,7 +40,10 @@ def server_feeds(signature, inputs):
     for alias, info in signature.inputs.items():
         dtype = tf.dtypes.as_dtype(info.dtype)
         if alias in inputs:
-            feeds[info.name] = rest_value(inputs[alias], dtype)
+            try:
+                feeds[info.name] = json_input(inputs[alias], dtype)
+            except ValueError as err:
+                raise Refused(str(err)) from None
         elif alias in signature.defaults:
             feeds[info.name] = tf.make_ndarray(signature.defaults[alias])
         else:
@@ -85,7 +81,8 @@ print(json.dumps(replies))
 def serve(export: Path, requests: list[dict], xla: bool = False, timeout: float = 600) -> list[dict]:
     """Replies (outputs, or {"error": ...}) to `requests` ([{"signature": ..., "inputs": {...}}]) in a fresh
     process that runs the export as a stock model server (or one started with the XLA flag)."""
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(WORKER), str(export), "xla" if xla else "stock"],
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(WORKER), str(export), "xla" if xla else "stock",
+                           str(Path(__file__).parent)],
                           input=json.dumps(requests), capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
