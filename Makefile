@@ -45,7 +45,7 @@ demo: data
 
 # pytest runs in a network namespace of its own, loopback only, where the platform allows (tests/netguard/isolate.py:
 # it says so in one line when it does not); set-up and the data fetch above run outside it, with the network.
-PYTEST_ARGS ?=  # e.g. tests/test_network_guard.py tests/test_serving.py -k grpc; empty runs the whole suite
+PYTEST_ARGS ?=  # e.g. tests/system/test_network_guard.py tests/serving/test_serving.py -k grpc; empty runs the whole suite
 test: data
 	$(BIN)/python tests/netguard/isolate.py -m pytest -q --durations=10 $(PYTEST_ARGS)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
 sys.path.insert(0, str(NOTEBOOK_DIR))
 import strip_outputs  # noqa: E402
@@ -62,7 +62,7 @@ def with_small_parameters(notebook, overrides: dict):
     index = parameters_cell(notebook)
     unknown = set(overrides) - assigned_names(notebook.cells[index].source)
     assert not unknown, f"CI overrides {sorted(unknown)}, which the parameters cell does not define"
-    source = "# Injected by tests/test_notebooks.py: CI's small mode\n" + "\n".join(
+    source = "# Injected by tests/notebooks/test_notebooks.py: CI's small mode\n" + "\n".join(
         f"{name} = {value!r}" for name, value in overrides.items())
     cell = nbformat.v4.new_code_cell(source)
     cell.metadata["tags"] = ["injected-parameters"]

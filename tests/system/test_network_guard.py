@@ -1,7 +1,7 @@
 """No process of the test run reaches the network, and the tests' own localhost servers still work.
 
 The same probe runs in the pytest process, in a `python -c` child and in a notebook kernel started as
-tests/test_notebooks.py starts them (nbclient, kernel "python3", a fresh process): a TCP connection to 1.1.1.1:443
+tests/notebooks/test_notebooks.py starts them (nbclient, kernel "python3", a fresh process): a TCP connection to 1.1.1.1:443
 and a name lookup of pypi.org must fail, and a connection to a server this session listens on at 127.0.0.1 must
 succeed. Under `make test` (a network namespace of its own, tests/netguard/isolate.py) the probe also goes around
 the Python-level guard (the C-level `_socket` type, a child without the guard, gRPC core) and must still fail.
@@ -20,7 +20,7 @@ import pytest
 
 from conftest import in_own_network_namespace, network_guard_notice
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OUTSIDE, NAME = ("1.1.1.1", 443), "pypi.org"
 
 namespace_only = pytest.mark.skipif(not in_own_network_namespace(),
@@ -120,7 +120,7 @@ def test_notebook_kernel_inherits_the_guard(local_port, tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
-    # Started exactly as tests/test_notebooks.py starts its kernels.
+    # Started exactly as tests/notebooks/test_notebooks.py starts its kernels.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     notebook = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell(probe_source(local_port, raw=in_own_network_namespace()))])

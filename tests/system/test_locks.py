@@ -20,7 +20,7 @@ import pytest
 from aigc_tf import AigcError
 from aigc_tf.locks import LOCK_FILE, exclusive, waiting
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GUARD = 30.0  # seconds; only a failure guard
 
 PRELUDE = """\

@@ -19,7 +19,7 @@ CONTEXT = 64  # the tiny text run's max_sequence_length (conftest.tiny_text_run)
 
 @pytest.fixture(scope="module")
 def text_export(tiny_text_export):
-    """Shared with tests/test_bad_input.py and tests/test_serving.py (one export per session)."""
+    """Shared with tests/system/test_bad_input.py and tests/serving/test_serving.py (one export per session)."""
     return tiny_text_export
 
 

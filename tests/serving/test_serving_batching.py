@@ -14,7 +14,7 @@ from aigc_tf.serving.batching import (BatchingParameters, BatchingSession, Servi
                                       pad_to, parse_batching_parameters, split_sizes)
 from aigc_tf.serving.model_config import batching_parameters
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_rules_follow_the_servers_source():
