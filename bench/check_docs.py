@@ -54,7 +54,8 @@ CONSTANTS = [
     r"\d+x\d+",  # image sizes, 28x28
 ]
 
-NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e-?\d+)?(?=x\b|(?![\w]|\.\d))")
+# A minus sign only after a space, a bracket or a cell border: in "16.9-20.2" the dash is a range.
+NUMBER = re.compile(r"(?:(?<![^\s(\[|])-)?(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e-?\d+)?(?=x\b|(?![\w]|\.\d))")
 UNIT = re.compile(r"^\s?(?:ms\b|s\b|min\b|h\b|%|x\b|tok/s|tokens/s|steps/s|MB\b|MiB\b|KB\b|GB/s|GB\b|GFLOP/s)")
 METRIC_BEFORE = re.compile(
     r"(?:FID|\bIS|Inception-style score|perplexity|BLEU|ROUGE-L|accuracy|MFU)\s*(?:of|=|:|is|at)?\s*\**$", re.I)
@@ -107,8 +108,15 @@ def markdown_tables(text):
     return tables
 
 
+def mask(text):
+    """Blank out inline code, link targets, URLs and comments, keeping every other character where it was.
+
+    A comment becomes '~' rather than spaces, so the dash in `16.9<!-- ... -->-20.2` still reads as a range."""
+    return INLINE_SKIP.sub(lambda m: ("~" if m.group().startswith("<!--") else " ") * len(m.group()), text)
+
+
 def numbers_in(text):
-    return [m.group() for m in NUMBER.finditer(INLINE_SKIP.sub(" ", text))]
+    return [m.group() for m in NUMBER.finditer(mask(text))]
 
 
 def plain(cell):
@@ -275,18 +283,17 @@ def check_file(path, cache=None):
                 problem(n, str(e))
         for ci, cell in enumerate(cells):
             context = header[ci] if is_row and header and ci < len(header) and ci > 0 else ""
-            bound, pos = set(), 0
+            bound, pos, masked = set(), 0, mask(cell)
             for m in COMMENT.finditer(cell):
-                start, segment = pos, cell[pos:m.start()]
+                found = list(NUMBER.finditer(masked, pos, m.start()))
                 pos = m.end()
-                found = list(NUMBER.finditer(INLINE_SKIP.sub(lambda s: " " * len(s.group()), segment)))
                 if m.group(1) == "table":
                     continue
                 if not found:
                     problem(n, f"a reference with no number before it: {m.group()}")
                     continue
                 number = found[-1]
-                bound.add(start + number.start())
+                bound.add(number.start())
                 if m.group(1) == "const":
                     continue
                 checked += 1
@@ -302,7 +309,6 @@ def check_file(path, cache=None):
                     problem(n, f"{number.group()} drifted from its artifact: {m.group(2)} = {shown}")
             if ci in table_checked:
                 continue
-            masked = INLINE_SKIP.sub(lambda s: " " * len(s.group()), cell)
             for m in NUMBER.finditer(masked):
                 if m.start() in bound or (is_row and ci == 0 and not UNIT.match(masked[m.end():])):
                     continue
