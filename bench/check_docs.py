@@ -56,7 +56,8 @@ CONSTANTS = [
 
 # A minus sign only after a space, a bracket or a cell border: in "16.9-20.2" the dash is a range.
 NUMBER = re.compile(r"(?:(?<![^\s(\[|])-)?(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e-?\d+)?(?=x\b|(?![\w]|\.\d))")
-UNIT = re.compile(r"^\s?(?:ms\b|s\b|min\b|h\b|%|x\b|tok/s|tokens/s|steps/s|MB\b|MiB\b|KB\b|GB/s|GB\b|GFLOP/s)")
+# "x" only right after the number: "1.70x" is a ratio, "8 x 256" a shape.
+UNIT = re.compile(r"^(?:x\b|\s?(?:%|ms\b|s\b|min\b|h\b|tok/s|tokens/s|steps/s|MB\b|MiB\b|KB\b|GB/s|GB\b|GFLOP/s))")
 METRIC_BEFORE = re.compile(
     r"(?:FID|\bIS|Inception-style score|perplexity|BLEU|ROUGE-L|accuracy|MFU)\s*(?:of|=|:|is|at)?\s*\**$", re.I)
 METRIC_HEADER = re.compile(r"FID|score|perplexity|loss|accuracy|seconds|tokens/s|steps/s|pytest|\btime\b|ELBO|eps ",
