@@ -285,7 +285,7 @@ def check_file(path, cache=None):
         for ci, cell in enumerate(cells):
             context = header[ci] if is_row and header and ci < len(header) and ci > 0 else ""
             bound, pos, masked = set(), 0, mask(cell)
-            for m in COMMENT.finditer(cell):
+            for m in COMMENT.finditer(re.sub(r"`[^`]*`", lambda c: " " * len(c.group()), cell)):  # not in code
                 found = list(NUMBER.finditer(masked, pos, m.start()))
                 pos = m.end()
                 if m.group(1) == "table":
