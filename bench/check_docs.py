@@ -318,7 +318,40 @@ def check_file(path, cache=None):
                 if looks_measured(masked, m.start(), m.end(), context):
                     problem(n, f"{m.group()} looks measured but names no artifact (add <!-- ref: ... -->, "
                                f"or <!-- const --> if it is a setting)")
+    for n, message in check_links(path, lines):
+        problem(n, message)
     return checked, problems
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def slug(heading):
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def check_links(path, lines):
+    """Local links that lead nowhere: a missing file, or a #fragment that is no heading of the page it names."""
+    problems, fenced = [], False
+    for n, line in enumerate(lines, 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if fenced:
+            continue
+        for m in LINK.finditer(re.sub(r"`[^`]*`", "", line)):
+            target = m.group(1)
+            if re.match(r"[a-z]+:", target):
+                continue
+            name, _, fragment = target.partition("#")
+            page = (path.parent / name).resolve() if name else path
+            if not page.exists():
+                problems.append((n, f"link to a missing file: {target}"))
+            elif fragment and page.suffix == ".md":
+                headings = [slug(h) for h in re.findall(r"^#+ (.*)$", page.read_text(encoding="utf-8"), re.M)]
+                if fragment not in headings:
+                    problems.append((n, f"link to a missing heading: {target}"))
+    return problems
 
 
 def check_row(cells, header, table_ref, cache, table_checked):

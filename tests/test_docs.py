@@ -103,6 +103,15 @@ def test_text_reference_finds_the_number_on_the_quoted_line(tmp_path):
     assert ok == [] and len(bad) == 1
 
 
+def test_local_links_must_lead_somewhere(tmp_path):
+    (tmp_path / "other.md").write_text("# Other page\n\n## What was checked\n")
+    page = ("[ok](other.md#what-was-checked) [ok too](run.json) [web](https://example.com)\n"
+            "[gone](missing.md) [no heading](other.md#nowhere)\n")
+    _, problems = check(tmp_path, page, ARTIFACT)
+    assert [p.split(": ", 1)[1] for p in problems] == ["link to a missing file: missing.md",
+                                                      "link to a missing heading: other.md#nowhere"]
+
+
 def test_the_readme_and_docs_match_their_artifacts():
     """The real check: every figure in README.md and docs/*.md, as `make check-docs` runs it."""
     files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
