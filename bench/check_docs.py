@@ -9,7 +9,8 @@ How a figure names its artifact (an HTML comment right after the number, invisib
     16.9<!-- ref: results/default_run.json#gan.fid -->            a JSON value, dot path (list items by index)
     1.70x<!-- ref: bench/results.json#decode.tokens_per_s.fp32 / bench/results.json#decode.tokens_per_s.keras_hub_default -->
     81%<!-- ref: bench/results.json#decode.fraction_of_bandwidth.fp32 * 100 -->
-    20.2<!-- ref: bench/gan_ablation/results.json#rows.recipe.seeds.*.fid|max -->   * takes every item; |min |max |mean
+    20.2<!-- ref: bench/gan_ablation/results.json#rows.recipe.seeds.*.fid.max() -->  * takes every item; then
+                                                                   .min() .max() .mean() (no "|": tables split on it)
     7 min<!-- ref: results/demo_times.json#total / 60 -->
     "setup (venv, install, data)"                                  quote a path part that holds spaces or dots
     99.4%<!-- ref: results/tables.md#"conditional GAN"."label accuracy" -->   a markdown table: row (its first cell
@@ -153,10 +154,8 @@ def resolve(src, cache):
             raise DocError(f"{name}: no line holds {snippet}")
         return [float(parse_number(n)[0]) for line in lines for n in numbers_in(line)]
     name, path = src.split("#", 1)
-    agg = None
-    if "|" in path:
-        path, agg = path.rsplit("|", 1)
     parts = split_path(path)
+    agg = parts.pop()[:-2] if parts[-1] in ("min()", "max()", "mean()") else None
     if name.endswith(".json"):
         value = json_value(load(name, cache), parts, name)
     else:

@@ -36,7 +36,7 @@ def test_matching_figures_pass_at_their_written_precision(tmp_path):
     page = ("FID 16.9<!-- ref: run.json#gan.fid --> (16.94<!-- ref: run.json#gan.fid -->), the stage took "
             "267 s<!-- ref: run.json#gan.seconds --> (4.4 min<!-- ref: run.json#gan.seconds / 60 -->), "
             "1.70x<!-- ref: run.json#decode.fast / run.json#decode.slow -->, "
-            "81%<!-- ref: run.json#share * 100 -->, seeds up to 20.2<!-- ref: run.json#gan.seeds.*.fid|max -->.\n")
+            "81%<!-- ref: run.json#share * 100 -->, seeds up to 20.2<!-- ref: run.json#gan.seeds.*.fid.max() -->.\n")
     checked, problems = check(tmp_path, page, ARTIFACT)
     assert problems == []
     assert checked == 7
