@@ -58,12 +58,12 @@ def test_precision_is_the_written_one(tmp_path):
 
 
 def test_an_unannotated_measurement_fails_and_a_marked_constant_passes(tmp_path):
-    page = ("The demo took 581 s on this machine, and FID 16.9 here.\n"
+    page = ("The demo took 581 s on this machine, and FID 16.9 here; 240 tests.\n"
             "Batches of 64 rows, a 2-core VM, 16 clients<!-- const --> at 500 MB free, 28x28 digits, 3 seeds.\n"
             "```\naigc-tf gan train --steps 300   # 10 min\n```\n"
             "Inline code is a command: `--precision bf16` `5 s`.\n")
     _, problems = check(tmp_path, page, ARTIFACT)
-    assert [p.split(": ", 1)[1].split(" ")[0] for p in problems] == ["581", "16.9"]
+    assert [p.split(": ", 1)[1].split(" ")[0] for p in problems] == ["581", "16.9", "240"]
 
 
 def test_a_missing_artifact_or_path_fails(tmp_path):
