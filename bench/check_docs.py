@@ -7,7 +7,7 @@ instead of misleading a reader. It imports nothing from aigc_tf and no TensorFlo
 How a figure names its artifact (an HTML comment right after the number, invisible when GitHub renders the page):
 
     16.9<!-- ref: results/default_run.json#gan.fid -->            a JSON value, dot path (list items by index)
-    1.70x<!-- ref: bench/results.json#decode.tokens_per_s.fp32 / bench/results.json#decode.tokens_per_s.keras_hub_default -->
+    1.70x<!-- ref: bench/results.json#decode.tokens_per_s.fp32 / bench/results.json#decode.tokens_per_s.keras_hub -->
     81%<!-- ref: bench/results.json#decode.fraction_of_bandwidth.fp32 * 100 -->
     20.2<!-- ref: bench/gan_ablation/results.json#rows.recipe.seeds.*.fid.max() -->  * takes every item; then
                                                                    .min() .max() .mean() (no "|": tables split on it)
@@ -28,10 +28,11 @@ numbers in the artifact's cell under the same column header.
 
 The written number sets the precision: "51.7" matches 51.72 (|value - 51.7| <= 0.05), "52" matches 51.72.
 
-Numbers that look measured (a unit such as s, min, %, x, tokens/s, steps/s, MB, "tests", "passed"; or right after FID, IS,
-perplexity, BLEU, ROUGE-L, accuracy; or in a table column headed by one of those) must carry a reference. The
-escape for a number that is not a measurement (a constant of a recipe or of the code) is visible: either it
-matches one of the few patterns in CONSTANTS below, or it carries `<!-- const: why -->`.
+Numbers that look measured (a unit such as s, min, %, x, tokens/s, steps/s, MB, "tests", "passed"; or right after
+FID, IS, perplexity, BLEU, ROUGE-L, accuracy; or in a table column headed by one of those) must carry a reference.
+The escape for a number that is not a measurement (a constant of a recipe or of the code) is visible: either it
+matches one of the few patterns in CONSTANTS below, or it carries `<!-- const: why -->`. Local links must lead to a
+file, and a #fragment to a heading of it.
 
 Usage: python bench/check_docs.py [FILE.md ...]   (default: README.md and docs/*.md). Exit status 1 on a problem.
 """
@@ -53,9 +54,11 @@ CONSTANTS = [
 ]
 
 # A minus sign only after a space, a bracket or a cell border: in "16.9-20.2" the dash is a range.
-NUMBER = re.compile(r"(?:(?<![^\s(\[|])-)?(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e-?\d+)?(?=x\b|(?![\w]|\.\d))")
+NUMBER = re.compile(r"(?:(?<![^\s(\[|])-)?(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e-?\d+)?"
+                    r"(?=x\b|(?![\w]|\.\d))")
 # "x" only right after the number: "1.70x" is a ratio, "8 x 256" a shape.
-UNIT = re.compile(r"^(?:x\b|\s?(?:%|ms\b|s\b|min\b|h\b|tok/s|tokens/s|steps/s|MB\b|MiB\b|KB\b|GB/s|GB\b|GFLOP/s|tests\b|passed\b))")
+UNIT = re.compile(r"^(?:x\b|\s?(?:%|ms\b|s\b|min\b|h\b|tok/s|tokens/s|steps/s|MB\b|MiB\b|KB\b|GB/s|GB\b|GFLOP/s"
+                  r"|tests\b|passed\b))")
 METRIC_BEFORE = re.compile(
     r"(?:FID|\bIS|Inception-style score|perplexity|BLEU|ROUGE-L|accuracy|MFU)\s*(?:of|=|:|is|at)?\s*\**$", re.I)
 METRIC_HEADER = re.compile(r"FID|score|perplexity|loss|accuracy|seconds|tokens/s|steps/s|pytest|\btime\b|ELBO|eps ",
