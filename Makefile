@@ -6,6 +6,7 @@
 #                 adversarial-robustness runs, then results/ (the README's tables)
 #   make notebooks         set up, fetch the data, install JupyterLab if missing, open the tutorials
 #   make strip-notebooks   remove outputs and execution counts from the notebooks before committing
+#   make check-docs        every figure in README.md and docs/*.md against the artifact it names (no set-up needed)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -13,7 +14,7 @@ TEXT   ?= runs/gpt2
 VAE    ?= runs/vae
 JUPYTER_FLAGS ?=  # e.g. --allow-root in a container, --no-browser --port 8888 on a remote machine
 
-.PHONY: demo test setup data bench results results-text clean help notebooks strip-notebooks pretrain
+.PHONY: demo test setup data bench results results-text clean help notebooks strip-notebooks pretrain check-docs
 
 help:
 	@echo "make demo   - set up, fetch offline data, train/evaluate/export the GAN, GPT-2 and VAE, check the exports (<10 min on 2 cores)"
@@ -23,6 +24,7 @@ help:
 	@echo "make pretrain - pretrain the shipped base GPT-2 (~80 min on 2 cores, resumable) and ship it with its model card"
 	@echo "make notebooks - open the tutorials in JupyterLab (installs it into .venv on first use)"
 	@echo "make strip-notebooks - strip outputs from notebooks/*.ipynb before committing"
+	@echo "make check-docs - check every figure in README.md and docs/*.md against its artifact (<1 s)"
 
 $(BIN)/aigc-tf: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +91,10 @@ notebooks: data
 
 strip-notebooks: setup
 	$(BIN)/python notebooks/strip_outputs.py notebooks/*.ipynb
+
+# Standard library only, so it runs before set-up; tests/test_docs.py runs the same check in make test.
+check-docs:
+	$(PYTHON) bench/check_docs.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
