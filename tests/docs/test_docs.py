@@ -8,7 +8,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("check_docs", ROOT / "bench" / "check_docs.py")
 check_docs = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(check_docs)
