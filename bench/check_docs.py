@@ -17,7 +17,7 @@ How a figure names its artifact (an HTML comment right after the number, invisib
                                                                    starts with it), column (its header starts with
                                                                    it), optionally a third part: which number of
                                                                    the cell (0 first)
-    1e-5<!-- ref: tests/test_distribute.py:"atol" -->              a text file: a line holding the quoted text also
+    1e-5<!-- ref: tests/system/test_distribute.py:"atol" -->              a text file: a line holding the quoted text also
                                                                    holds the number as written
 
 An expression is operands (a reference or a plain number) joined by + - * /, evaluated left to right.

@@ -1,7 +1,7 @@
 """Strip outputs, execution counts and editor metadata from notebooks: the repository keeps the lesson, not one run.
 
 Committed outputs go stale with every change to the library, bloat every diff with base64 figures, and hide whether
-a notebook still runs; CI executes each notebook instead (tests/test_notebooks.py) and checks they are stripped.
+a notebook still runs; CI executes each notebook instead (tests/notebooks/test_notebooks.py) and checks they are stripped.
 
     python notebooks/strip_outputs.py notebooks/*.ipynb           # strip in place (`make strip-notebooks`)
     python notebooks/strip_outputs.py --check notebooks/*.ipynb   # exit 1 naming the notebooks that need it

@@ -16,7 +16,7 @@ train a few new parameters instead; what changes is where those parameters sit:
 
 keras-hub's GPT-2 layers have no hooks for either (LoRA itself is built into Keras' Dense layers), so `attach`
 wraps two methods of each layer's instances (private keras-hub attributes, pinned by setup.cfg's keras-hub version;
-tests/test_text_peft.py fails if they change): the attention's `_compute_attention`, to put the prefix in front of
+tests/text/test_text_peft.py fails if they change): the attention's `_compute_attention`, to put the prefix in front of
 the keys and values, and the output projections' `call`, to run the adapter after them. The new layers live in a
 `PEFT` object beside the backbone rather than inside it, so that the backbone's own weights, its keras-hub preset
 and LoRA's layer indexing stay those of a plain GPT-2: a run saves them as `<run>/preset/` plus `peft_weights.npz`.

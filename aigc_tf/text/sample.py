@@ -170,7 +170,7 @@ def stream(causal_lm, prompt: str, sampler: str = "greedy", *, max_length: int =
     stateless random ops keyed by a `SeedGenerator`), so the same tokens. (Run eagerly instead, the loop's logits
     differ from the graph's in the last bit, ~1e-7, and a seeded top-p text of the tiny test model then parted
     from `generate`'s after 15 tokens.)
-    Greedy `generate` runs the KV-cache decoder, which computes keras-hub's greedy tokens (tests/test_kv_decoder.py).
+    Greedy `generate` runs the KV-cache decoder, which computes keras-hub's greedy tokens (tests/text/test_kv_decoder.py).
     On a GPU, where `generate` picks XLA by default, compare with `generate(..., jit_compile=False)`: a host callback
     cannot run inside an XLA loop.
 
