@@ -8,6 +8,7 @@ the same sample count as the floor, so `fid - real_fid_floor` is the generator's
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,36 @@ def training_digits(dataset: str, source: str | None, data_dir: Path | None = No
     return image_data.load_arrays(dataset, "train", source, data_dir).images.astype(np.float32) / 255.0
 
 
+def _content_key(classifier, *arrays) -> str:
+    digest = hashlib.sha256()
+    for array in (*classifier.model.get_weights(), *arrays):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+_REAL_REFERENCE: dict[str, dict] = {}  # the last one only: `gan eval` scores a truncated run twice on the same data
+
+
+def real_reference(classifier, half_a, half_b, features_a, features_b, train_images) -> dict:
+    """Everything `copies_and_variety` needs that does not depend on the generator: the real-vs-real KID and
+    precision / recall, the training digits' features, and each real half's distances to its nearest training
+    digit in pixels and features. Kept for the last data and classifier seen (keyed by a hash of their contents), so
+    scoring a second generator against the same data (`without_truncation`) does not search again."""
+    key = _content_key(classifier, half_a, half_b, train_images)
+    if key not in _REAL_REFERENCE:
+        train_features, _ = classifier.features_and_probabilities(train_images)
+        precision, recall = copies.precision_recall(features_b, features_a)
+        _REAL_REFERENCE.clear()
+        _REAL_REFERENCE[key] = {
+            "kid": copies.kernel_inception_distance(features_a, features_b, max_subset_size=len(features_a) // 2)[0],
+            "precision": precision, "recall": recall, "train_features": train_features,
+            "pixel": [copies.nearest_neighbours(x, train_images)[0] for x in (half_a, half_b)],
+            "feature": [copies.nearest_neighbours(x, train_features)[0] for x in (features_a, features_b)]}
+    return _REAL_REFERENCE[key]
+
+
 def copies_and_variety(classifier, generated, half_a, half_b, features_g, features_a, features_b,
                        train_images, num_pairs: int = 8) -> dict:
     """KID, precision / recall and the memorisation check (`aigc_tf.metrics.copies`), each beside its real-data
@@ -73,23 +104,21 @@ def copies_and_variety(classifier, generated, half_a, half_b, features_g, featur
     (their 1st percentile) and half B's show what unseen real digits score against it. `closest_pairs` names the
     `num_pairs` samples nearest to a training digit in pixels, for `save_nearest_copies`.
     """
+    real = real_reference(classifier, half_a, half_b, features_a, features_b, train_images)
     kid, kid_std = copies.kernel_inception_distance(features_g, features_b, max_subset_size=len(features_g) // 2)
-    real_kid, _ = copies.kernel_inception_distance(features_a, features_b, max_subset_size=len(features_a) // 2)
     precision, recall = copies.precision_recall(features_b, features_g)
-    real_precision, real_recall = copies.precision_recall(features_b, features_a)
-    train_features, _ = classifier.features_and_probabilities(train_images)
     memorisation = {"train_digits": len(train_images)}
-    for space, train, (g, a, b) in (("pixel", train_images, (generated, half_a, half_b)),
-                                    ("feature", train_features, (features_g, features_a, features_b))):
-        (dist_g, index_g), (dist_a, _), (dist_b, _) = (copies.nearest_neighbours(x, train) for x in (g, a, b))
-        memorisation[space] = copies.near_copies(dist_g, dist_a, dist_b)
+    for space, queries, train in (("pixel", generated, train_images),
+                                  ("feature", features_g, real["train_features"])):
+        distances, nearest = copies.nearest_neighbours(queries, train)
+        memorisation[space] = copies.near_copies(distances, *real[space])
         if space == "pixel":
-            closest = np.argsort(dist_g)[:num_pairs]
-            memorisation["closest_pairs"] = [{"sample": int(i), "train_index": int(index_g[i]),
-                                              "pixel_distance": float(dist_g[i])} for i in closest]
-    return {"kid": kid, "kid_std": kid_std, "real_kid_floor": real_kid,
-            "precision": precision, "recall": recall, "real_precision": real_precision, "real_recall": real_recall,
-            "memorisation": memorisation}
+            closest = np.argsort(distances)[:num_pairs]
+            memorisation["closest_pairs"] = [{"sample": int(i), "train_index": int(nearest[i]),
+                                              "pixel_distance": float(distances[i])} for i in closest]
+    return {"kid": kid, "kid_std": kid_std, "real_kid_floor": real["kid"],
+            "precision": precision, "recall": recall, "real_precision": real["precision"],
+            "real_recall": real["recall"], "memorisation": memorisation}
 
 
 def save_nearest_copies(generated: np.ndarray, report: dict, path: Path, train_images: np.ndarray | None = None,
