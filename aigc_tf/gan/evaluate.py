@@ -32,8 +32,7 @@ def evaluate_gan(run_dir: Path, seed: int = 0, verbose: int = 2) -> dict:
         plain, _, _ = load_generator(run_dir, truncation=0.0)
         untruncated = sample_quality(lambda n: draw(plain, config, n, seed)[0], config.dataset, config.source,
                                      seed=seed, verbose=verbose)
-        report["without_truncation"] = {key: untruncated[key]
-                                        for key in ("fid", "inception_score", "kid", "precision", "recall")}
+        report["without_truncation"] = {key: untruncated[key] for key in ("fid", "inception_score")}
     if config.conditional:
         classifier = load_classifier(config.dataset, config.source, verbose=verbose)
         report["label_accuracy"] = classifier.accuracy(drawn["images"], drawn["labels"])
