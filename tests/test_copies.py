@@ -149,9 +149,12 @@ def test_a_generator_of_training_digits_is_flagged_and_real_test_digits_are_not(
         memorised = unseen["memorisation"][space]
         assert memorised["near_copy_fraction"] < 0.05 and memorised["median"] > 2 * memorised["near_copy_threshold"]
         assert copier["memorisation"][space]["real_near_copy_fraction"] == memorised["near_copy_fraction"]
-    assert unseen["precision"] == unseen["recall"] == 1.0 and abs(unseen["kid"]) < 0.01 * copier["kid"] + 1
+    assert unseen["precision"] == unseen["recall"] == 1.0  # the compared set itself: each point in its own ball
     assert 0.8 < unseen["real_precision"] < 1 and 0.8 < unseen["real_recall"] < 1
-    assert abs(unseen["real_kid_floor"]) < 0.05 * abs(copier["kid"]) + 1
+    # Why the check is needed: the copier looks like real data to every distribution score (measured FID 11.7
+    # against a floor of 12.4, KID 0.4 +- 1.3, precision / recall 0.90 / 0.89 against 0.89 / 0.91 for real).
+    assert copier["fid"] < 1.3 * copier["real_fid_floor"] and copier["kid"] < 2 * copier["kid_std"]
+    assert copier["precision"] > 0.8 and copier["recall"] > 0.8
 
     path = save_nearest_copies(train[picks[:len(half_b)]], copier, tmp_path / "nearest_copies.png", train)
     picture = np.asarray(Image.open(path).convert("L"))
