@@ -129,6 +129,7 @@ def real_digits():
     return half_a, half_b, training_digits("mnist", source)
 
 
+@pytest.mark.slow
 def test_a_generator_of_training_digits_is_flagged_and_real_test_digits_are_not(real_digits, tmp_path):
     from PIL import Image
 
@@ -162,6 +163,7 @@ def test_a_generator_of_training_digits_is_flagged_and_real_test_digits_are_not(
     assert 0 < (picture < 128).mean() < 0.9
 
 
+@pytest.mark.slow
 def test_gan_eval_writes_the_new_metrics_and_the_nearest_copies_figure(tiny_gan_run):
     from aigc_tf.gan.evaluate import EVAL_FILE, evaluate_gan
 
