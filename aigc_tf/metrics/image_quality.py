@@ -4,18 +4,22 @@ The real-data references make the numbers readable: `real_fid_floor` is the FID 
 real test split (what a perfect generator would score at this sample size; FID is biased upwards for small samples),
 and `real_inception_score` the score of real test images. Generated samples are compared with the same half (B) and
 the same sample count as the floor, so `fid - real_fid_floor` is the generator's own gap.
+
+FID cannot see a generator that copies its training digits, or one that keeps every class but few styles in each.
+Beside it the report has KID (`real_kid_floor` for half A against half B), precision / recall (`real_precision`,
+`real_recall`) and a memorisation check: each sample's nearest training digit, in pixels and in features, against
+what unseen real digits score (`copies_and_variety`, formulas in `aigc_tf.metrics.copies`).
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from aigc_tf.data import images as image_data
 from aigc_tf.metrics import copies, scores
-from aigc_tf.metrics.classifier import load_classifier
+from aigc_tf.metrics.classifier import _content_hash, load_classifier
 
 COPIES_FIGURE = "nearest_copies.png"
 
@@ -62,15 +66,6 @@ def training_digits(dataset: str, source: str | None, data_dir: Path | None = No
     return image_data.load_arrays(dataset, "train", source, data_dir).images.astype(np.float32) / 255.0
 
 
-def _content_key(classifier, *arrays) -> str:
-    digest = hashlib.sha256()
-    for array in (*classifier.model.get_weights(), *arrays):
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.dtype}{array.shape}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
 _REAL_REFERENCE: dict[str, dict] = {}  # the last one only: `gan eval` scores a truncated run twice on the same data
 
 
@@ -79,7 +74,7 @@ def real_reference(classifier, half_a, half_b, features_a, features_b, train_ima
     precision / recall, the training digits' features, and each real half's distances to its nearest training
     digit in pixels and features. Kept for the last data and classifier seen (keyed by a hash of their contents), so
     scoring a second generator against the same data (`without_truncation`) does not search again."""
-    key = _content_key(classifier, half_a, half_b, train_images)
+    key = _content_hash(classifier.model, half_a, half_b, train_images)
     if key not in _REAL_REFERENCE:
         train_features, _ = classifier.features_and_probabilities(train_images)
         precision, recall = copies.precision_recall(features_b, features_a)
