@@ -177,3 +177,16 @@ def test_gan_eval_writes_the_new_metrics_and_the_nearest_copies_figure(tiny_gan_
     assert report["precision"] < report["real_precision"]
     assert saved["memorisation"]["pixel"]["near_copy_fraction"] == 0.0
     assert (run_dir / "nearest_copies.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_vae_eval_reports_copies_of_its_prior_samples(tiny_vae_run):
+    from aigc_tf.vae.evaluate import EVAL_FILE, evaluate_vae
+
+    run_dir = tiny_vae_run[0]
+    report = evaluate_vae(run_dir, verbose=0)
+    saved = json.loads((run_dir / EVAL_FILE).read_text())
+    assert saved["memorisation"] == report["memorisation"] and saved["kid"] == report["kid"]
+    assert report["memorisation"]["train_digits"] == 8035 and len(report["memorisation"]["closest_pairs"]) == 8
+    assert 0 <= report["recall"] <= report["real_recall"] + 0.05  # a 3-epoch VAE does not out-cover real digits
+    assert (run_dir / "nearest_copies.png").stat().st_size > 1000
