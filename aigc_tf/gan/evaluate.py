@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aigc_tf.gan.sample import draw, load_generator
 from aigc_tf.metrics.classifier import load_classifier
-from aigc_tf.metrics.image_quality import sample_quality
+from aigc_tf.metrics.image_quality import COPIES_FIGURE, sample_quality, save_nearest_copies
 
 EVAL_FILE = "eval.json"
 
@@ -16,7 +16,8 @@ EVAL_FILE = "eval.json"
 def evaluate_gan(run_dir: Path, seed: int = 0, verbose: int = 2) -> dict:
     """The run's report (`aigc_tf.metrics.image_quality.sample_quality`, plus `label_accuracy` for a conditional
     GAN, judged by the evaluation classifier), also written to `<run>/eval.json`. `seed` draws the noise and the
-    real-data halves. A run that samples with truncation is also scored without it (`without_truncation`)."""
+    real-data halves. A run that samples with truncation is also scored without it (`without_truncation`). The
+    closest sample / training-digit pairs are drawn to `<run>/nearest_copies.png`."""
     generator, config, step = load_generator(run_dir)
     drawn = {}
 
@@ -26,6 +27,7 @@ def evaluate_gan(run_dir: Path, seed: int = 0, verbose: int = 2) -> dict:
 
     report = {"run": str(run_dir), "step": step, "truncation": config.truncation,
               **sample_quality(generate_fn, config.dataset, config.source, seed=seed, verbose=verbose)}
+    save_nearest_copies(drawn["images"], report, Path(run_dir) / COPIES_FIGURE)
     if config.truncation:  # the same weights on plain N(0, I) noise: what the truncation trick adds
         plain, _, _ = load_generator(run_dir, truncation=0.0)
         untruncated = sample_quality(lambda n: draw(plain, config, n, seed)[0], config.dataset, config.source,

@@ -86,9 +86,10 @@ def _cache_paths(dataset: str, source: str, folder: Path | None = None) -> tuple
     return stem.with_suffix(".keras"), stem.with_suffix(".json")
 
 
-def _content_hash(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> str:
+def _content_hash(model: keras.Model, *arrays: np.ndarray) -> str:
+    """sha256 of the model's weights and the arrays: a cache key that changes with either."""
     digest = hashlib.sha256()
-    for array in (*model.get_weights(), images, labels):
+    for array in (*model.get_weights(), *arrays):
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype}{array.shape}".encode())
         digest.update(array.tobytes())

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from aigc_tf.data.images import unit_images
-from aigc_tf.metrics.image_quality import sample_quality
+from aigc_tf.metrics.image_quality import COPIES_FIGURE, sample_quality, save_nearest_copies
 from aigc_tf.vae.sample import load_vae, prior_samples
 
 EVAL_FILE = "eval.json"
@@ -31,10 +31,17 @@ def elbo_report(vae, config, seed: int = 0) -> dict:
 
 
 def evaluate_vae(run_dir: Path, seed: int = 0, verbose: int = 2) -> dict:
-    """ELBO terms and sample quality of a run, also written to `<run>/eval.json`."""
+    """ELBO terms and sample quality of a run, also written to `<run>/eval.json`; the prior samples closest to
+    a training digit are drawn to `<run>/nearest_copies.png`."""
     vae, config = load_vae(run_dir)
+    drawn = {}
+
+    def generate_fn(n):
+        drawn["images"] = prior_samples(vae, config, n, seed)
+        return drawn["images"]
+
     report = {"run": str(run_dir), **elbo_report(vae, config, seed),
-              **sample_quality(lambda n: prior_samples(vae, config, n, seed), config.dataset, config.source,
-                               seed=seed, verbose=verbose)}
+              **sample_quality(generate_fn, config.dataset, config.source, seed=seed, verbose=verbose)}
+    save_nearest_copies(drawn["images"], report, Path(run_dir) / COPIES_FIGURE)
     (Path(run_dir) / EVAL_FILE).write_text(json.dumps(report, indent=2))
     return report
