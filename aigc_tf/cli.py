@@ -3,10 +3,10 @@
 The training flags are generated from the config dataclasses (`aigc_tf.flags`: a field with a `help` in its metadata
 is the flag `--field-name`, its default read from the config), so a config field and its flag cannot drift apart;
 gan and vae share one `add_run_commands` for sample / eval / export. What each command does is in
-`aigc_tf.commands`: one library call and its printing. Nothing here imports TensorFlow, so `--help` answers at once.
-Errors a user can fix (`AigcError`) are printed as one line on stderr with exit status 2, with the library's argument
-names (`learning_rate`) turned into this command's flags (`--learning-rate`); Ctrl-C during training saves a
-checkpoint and exits with 130.
+`aigc_tf.commands`: one library call and its printing, with the library imported inside the handler. Errors a user
+can fix (`AigcError`) are printed as one line on stderr with exit status 2, with the library's argument names
+(`learning_rate`) turned into this command's flags (`--learning-rate`); Ctrl-C during training saves a checkpoint
+and exits with 130.
 """
 
 from __future__ import annotations
@@ -267,7 +267,8 @@ def add_serving_commands(families) -> None:
     predict.add_argument("--seed", type=non_negative_int,
                          help="images: noise seed (default: 0); GPT-2: sampling seed, same seed same text "
                               "(default: a fresh draw)")
-    predict.add_argument("--max-new-tokens", type=positive_int, help="GPT-2: tokens to generate (default: the export's)")
+    predict.add_argument("--max-new-tokens", type=positive_int,
+                         help="GPT-2: tokens to generate (default: the export's)")
     predict.add_argument("--temperature", type=float, help="GPT-2: 0 for greedy (default: the signature's)")
     predict.add_argument("--top-k", type=non_negative_int, help="GPT-2: 0 for no limit (default: the signature's)")
     predict.add_argument("--top-p", type=float, help="GPT-2: in (0, 1] (default: the signature's)")

@@ -236,7 +236,8 @@ def cmd_text_generate(args) -> int:
                     max_length=args.max_length, repetition_penalty=args.repetition_penalty,
                     no_repeat_ngram_size=args.no_repeat_ngram)
     if args.stream:  # the pieces go to stdout as they are decoded; Keras' chatter goes to stderr
-        prompt, out = check_streamable(prompts, args.num_return_sequences, args.precision, as_json=args.json), sys.stdout
+        prompt = check_streamable(prompts, args.num_return_sequences, args.precision, as_json=args.json)
+        out = sys.stdout
         with _quiet_stdout():
             for piece in stream(text_model(args), prompt, args.sampler, **controls):
                 out.write(piece)

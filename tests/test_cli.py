@@ -202,7 +202,7 @@ def test_text_eval_prints_perplexity_loss_and_tokens(tiny_text_run, capsys):
     assert (tiny_text_run[0] / "eval_moby_dick.json").exists()
 
 
-# ---------------------------------------------------------------------------------------------------- flags from configs
+# ------------------------------------------------------------------------------------------- flags from configs
 def test_every_flag_field_of_every_config_is_a_flag_of_its_command():
     import dataclasses
 

@@ -1,4 +1,4 @@
-"""Reading TF Serving's model layout, `<base>/<name>/<version>/saved_model.pb`: which models and versions a folder holds.
+"""Reading TF Serving's model layout, `<base>/<name>/<version>/saved_model.pb`: which models and versions it holds.
 
 The lowest serving module: the writer (`aigc_tf.serving.layout.publish`), the model config and the check all read
 folders through it, and it imports none of them.

@@ -20,8 +20,8 @@ MAX_RECORDS = 1000  # TF Serving refuses a longer file
 def warmup_requests(meta_graph, model_name: str, batch: int = 1) -> list:
     """`PredictRequest`s for every signature of `meta_graph`: required inputs only, then all inputs (if they differ).
 
-    Required values come from `aigc_tf.serving.signatures.example_input`, the same valid inputs the check sends; optional
-    ones are their defaults.
+    Required values come from `aigc_tf.serving.signatures.example_input`, the same valid inputs the check sends;
+    optional ones are their defaults.
     """
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
