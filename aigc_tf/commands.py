@@ -2,8 +2,8 @@
 
 The command table (the commands, their flags, which function runs each) is `aigc_tf.cli`. A handler takes the parsed
 arguments, calls one library function and prints its outputs: progress and paths on stderr, so that stdout stays
-machine-readable where a command prints JSON or text. The library imports sit inside the handlers, so that
-`aigc-tf --help` answers without starting TensorFlow.
+machine-readable where a command prints JSON or text. The library imports sit inside the handlers, so that a
+command loads only the part of the library it runs.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from aigc_tf import AigcError
 from aigc_tf.config import CONFIGS
 from aigc_tf.flags import given_flags
 
-RUNS = {"gan": Path("runs/gan"), "vae": Path("runs/vae"), "text": Path("runs/gpt2")}
+RUNS = {"gan": Path("runs/gan"), "vae": Path("runs/vae"), "text": Path("runs/gpt2")}  # each family's default --out
+
 
 def say(*parts) -> None:
     """Progress and paths go to stderr, so stdout stays machine-readable where a command prints JSON."""
@@ -72,6 +73,7 @@ def say_serving_config(export: Path) -> None:
         say(f"  TF Serving config: {config}")
 
 
+# ---------------------------------------------------------------------------------------------------- handlers
 def cmd_data_fetch(args) -> int:
     from aigc_tf.data.catalog import fetch_dataset
 
