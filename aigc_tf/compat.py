@@ -1,8 +1,10 @@
 """The private APIs aigc_tf relies on, each behind one small adapter.
 
-Keras, keras-hub and TensorFlow expose no public way to do these few things. Each adapter names what it reaches
-into, and `tests/test_compat.py` exercises every one of them against the installed versions, so an upgrade that
-moves one fails there, loudly and by name, instead of somewhere deep in training or serving.
+Keras, keras-hub, TensorFlow and argparse expose no public way to do these few things. Each adapter names what it
+reaches into, and `tests/test_compat.py` exercises every one of them against the installed versions, so an upgrade
+that moves one fails there, loudly and by name, instead of somewhere deep in training or serving. The same test
+reads the package's source and fails if any other module imports `tensorflow.python`, `keras.src` or
+`keras_hub.src`, or reads another object's `._private` attribute.
 """
 
 from __future__ import annotations
