@@ -50,9 +50,10 @@ def add_train_command(cmds, family: str, handler, help: str, description: str):
 
     train = cmds.add_parser("train", help=help, description=description)
     train.add_argument("--out", type=Path, default=RUNS[family], help="run folder (default: %(default)s)")
-    length = train.add_mutually_exclusive_group()
+    length = train.add_mutually_exclusive_group()  # --epochs or --steps
+    add_config_flags(train, CONFIGS[family], where={"epochs": length}, only=("epochs",))
     length.add_argument("--steps", type=positive_int, help="train until this many steps in total (short runs)")
-    add_config_flags(train, CONFIGS[family], where={"epochs": length}, dataset={"choices": DATASETS})
+    add_config_flags(train, CONFIGS[family], skip=("epochs",), dataset={"choices": DATASETS})
     train.add_argument("--no-xla", action="store_true", help="train without jit_compile")
     train.add_argument("--strategy", choices=STRATEGIES, default="auto",
                        help="tf.distribute strategy: one device, mirrored (all local GPUs), multiworker (TF_CONFIG); "

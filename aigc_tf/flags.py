@@ -87,10 +87,11 @@ def shown_default(field: dataclasses.Field) -> str:
     return "none" if value in ("", None) else str(value)
 
 
-def add_config_flags(parser, config_class, where: dict | None = None, **extra) -> None:
+def add_config_flags(parser, config_class, where: dict | None = None, only=None, skip=(), **extra) -> None:
     """Add a `--field-name` flag for every flag field of `config_class` to `parser`.
 
     Args:
+        only, skip: the fields to add (default: all flag fields) and those to leave out, by name.
         where: `{field name: container}` for flags that belong to a group of the parser (a mutually exclusive
             `--epochs` / `--steps`); fields whose metadata names a `group` go to an argument group of that title.
         extra: `{field name: {argparse keyword: value}}` known only above the config's layer (a dataset's
@@ -98,6 +99,8 @@ def add_config_flags(parser, config_class, where: dict | None = None, **extra) -
     """
     where, groups = dict(where or {}), {}
     for field in flag_fields(config_class):
+        if (only is not None and field.name not in only) or field.name in skip:
+            continue
         options = {k: v for k, v in field.metadata.items() if k not in ("help", "group")}
         options.update(extra.get(field.name, {}))
         text = field.metadata["help"]  # "{default}" is filled in; a help that names its default is kept as it is
