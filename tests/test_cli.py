@@ -57,11 +57,11 @@ def test_digit_needs_a_conditional_gan(tiny_gan_run, capsys):
 
 
 def test_explicit_zero_flags_are_kept(tmp_path):
-    from aigc_tf.cli import GAN_FLAGS, _config
+    from aigc_tf.commands import train_config
 
     args = build_parser().parse_args(["gan", "train", "--out", str(tmp_path / "r"), "--seed", "0",
                                       "--label-smoothing", "0"])
-    config = _config(args, "gan", GAN_FLAGS)
+    config = train_config(args)
     assert config.seed == 0 and config.label_smoothing == 0.0 and config.conditional is False
 
 
@@ -200,3 +200,62 @@ def test_text_eval_prints_perplexity_loss_and_tokens(tiny_text_run, capsys):
     assert report["tokens"] == 4 * tiny_text_run[1].sequence_length
     assert report["perplexity"] == pytest.approx(math.exp(report["loss"]))
     assert (tiny_text_run[0] / "eval_moby_dick.json").exists()
+
+
+# ------------------------------------------------------------------------------------------- flags from configs
+def test_every_flag_field_of_every_config_is_a_flag_of_its_command():
+    import dataclasses
+
+    from aigc_tf.cli import build_parser
+    from aigc_tf.compat import long_options
+    from aigc_tf.config import CONFIGS
+    from aigc_tf.flags import flag_fields
+    from aigc_tf.robustness.config import RobustnessConfig
+
+    parser = build_parser()
+    commands = {**{f"{family} train": cls for family, cls in CONFIGS.items()}, "robust": RobustnessConfig}
+    for command, cls in commands.items():
+        sub = parser._subparsers._group_actions[0].choices[command.split()[0]]  # noqa: SLF001 (test only)
+        if " " in command:
+            sub = sub._subparsers._group_actions[0].choices["train"]
+        flags = long_options(sub)
+        fields = flag_fields(cls)
+        assert fields and {"--" + f.name.replace("_", "-") for f in fields} <= flags, command
+        assert all(f.name in {g.name for g in dataclasses.fields(cls)} for f in fields)
+        args = sub.parse_args([])
+        assert all(getattr(args, f.name) is None for f in fields), command  # not given: the run's value is kept
+
+
+def test_a_field_with_help_metadata_is_a_validated_flag_and_tuples_take_commas():
+    """A new field (GANConfig's coming `condition`, say) is one line: its metadata makes the flag."""
+    import argparse
+    import dataclasses
+
+    from aigc_tf.flags import add_config_flags, given_flags, positive_int
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        condition: str = dataclasses.field(default="none", metadata={
+            "help": "what G and D are conditioned on", "choices": ("none", "digit", "cluster")})
+        num_units: int = dataclasses.field(default=4, metadata={"help": "width", "type": positive_int})
+        sizes: tuple[float, ...] = dataclasses.field(default=(0.5, 1.0), metadata={"help": "sizes"})
+        switch: bool = dataclasses.field(default=False, metadata={"help": "turn it on"})
+        hidden: int = 3  # no help: not a flag
+
+    parser = argparse.ArgumentParser(prog="p")
+    add_config_flags(parser, Config)
+    args = parser.parse_args(["--condition", "digit", "--num-units", "8", "--sizes", "0.1,0.2", "--switch"])
+    assert given_flags(args, Config) == {"condition": "digit", "num_units": 8, "sizes": (0.1, 0.2), "switch": True}
+    assert given_flags(parser.parse_args([]), Config) == {}
+    for bad in (["--condition", "label"], ["--num-units", "0"], ["--sizes", "1,x"], ["--hidden", "2"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+    text = parser.format_help()
+    assert "(default: none)" in text and "(default: 4)" in text and "(default: 0.5,1)" in text
+
+
+def test_conditional_is_still_a_switch_of_gan_train(tmp_path):
+    from aigc_tf.commands import train_config
+
+    args = build_parser().parse_args(["gan", "train", "--out", str(tmp_path / "r"), "--conditional"])
+    assert train_config(args).conditional is True

@@ -4,8 +4,10 @@ If an upgrade moves one of them, the test named after it fails here, instead of 
 """
 
 import random
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -129,3 +131,139 @@ def test_bpe_tokenize_uncached_gives_keras_hubs_ids_and_keeps_no_state():
         tf.TensorSpec([None], tf.string)).graph.as_graph_def()
     ops = {node.op for node in graph.node} | {node.op for f in graph.library.function for node in f.node_def}
     assert not ops & {"LookupTableInsertV2", "LookupTableImportV2"}  # nothing written per request: memory bounded
+
+
+def test_registered_op_tells_registered_op_types_from_unknown_ones():
+    assert compat.registered_op("MatMul").name == "MatMul"
+    assert compat.registered_op("NoSuchOpAnywhere") is None
+
+
+@pytest.fixture
+def small_backbone():
+    import keras_hub
+
+    return keras_hub.models.GPT2Backbone(vocabulary_size=11, num_layers=2, num_heads=2, hidden_dim=8,
+                                         intermediate_dim=16, max_sequence_length=6)
+
+
+def backbone_inputs():
+    return {"token_ids": np.array([[1, 2, 3, 0]]), "padding_mask": np.array([[1, 1, 1, 0]])}
+
+
+def test_gpt2_block_parts_are_the_attention_and_the_two_output_projections(small_backbone):
+    block = small_backbone.transformer_layers[0]
+    attention, attention_output, feedforward_output = compat.gpt2_block_parts(block)
+    assert isinstance(attention, keras.layers.MultiHeadAttention)
+    x = np.ones((1, 3, 8), np.float32)
+    assert attention(x, x).shape == (1, 3, 8)
+    assert attention_output.kernel.shape[-1] == 8  # projects the heads back to the hidden width
+    assert feedforward_output.kernel.shape == (16, 8)  # intermediate -> hidden
+
+
+def test_wrap_compute_attention_runs_the_wrapper_inside_the_layer(small_backbone):
+    attention = compat.gpt2_block_parts(small_backbone.transformer_layers[1])[0]
+    before = np.asarray(small_backbone(backbone_inputs()))
+    seen = []
+
+    def wrap(compute):
+        def spy(query, key, value, attention_mask=None, **kwargs):
+            seen.append(tuple(key.shape))
+            return compute(query, key, value, attention_mask=attention_mask, **kwargs)
+        return spy
+
+    compat.wrap_compute_attention(attention, wrap)
+    np.testing.assert_allclose(np.asarray(small_backbone(backbone_inputs())), before, atol=1e-6)
+    assert seen and seen[0][1] == 4  # (B, T, heads, head_dim): called with this layer's keys
+
+
+def test_sublayers_lists_nested_layers_but_not_the_layer_itself():
+    inner = keras.layers.Dense(2, name="inner")
+    outer = keras.Sequential([keras.Input((3,)), keras.Sequential([inner], name="block"), keras.layers.Dense(1)])
+    names = [layer.name for layer in compat.sublayers(outer)]
+    assert "inner" in names and "block" in names and outer.name not in names
+
+
+def test_gpt2_backbone_weights_name_every_weight_by_role(small_backbone):
+    weights = compat.gpt2_backbone_weights(small_backbone)
+    assert weights["token_embedding"].shape == (11, 8) and weights["position_embedding"].shape == (6, 8)
+    assert len(weights["layers"]) == 2
+    layer = weights["layers"][0]
+    assert layer["query"][0].shape == (8, 2, 4) and layer["query"][1].shape == (2, 4)
+    assert layer["feedforward_intermediate"][0].shape == (8, 16)
+    tensors = [weights["token_embedding"], weights["position_embedding"], *weights["final_norm"]]
+    tensors += [t for layer in weights["layers"] for pair in layer.values() for t in pair]
+    assert len(tensors) == len(small_backbone.weights)  # nothing of the backbone left out
+    assert all(t.dtype == tf.float32 for t in tensors)
+
+
+def test_long_options_walks_every_subcommand():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--top")
+    sub = parser.add_subparsers().add_parser("run")
+    sub.add_argument("--deep-flag", "-d")
+    sub.add_subparsers().add_parser("more").add_argument("--deeper")
+    assert compat.long_options(parser) == {"--help", "--top", "--deep-flag", "--deeper"}
+
+
+# ---------------------------------------------------------------------------------------------------- the rule
+PRIVATE_MODULES = re.compile(r"\b(tensorflow\.python|keras\.src|keras_hub\.src)\b")
+# A private attribute of a Keras / keras-hub object or of argparse: `x._name` read on something that is not `self`
+# or `cls` (a class's own private state is its business). Dunder names are public protocol.
+PRIVATE_ATTRIBUTE = re.compile(r"\b(?!self\b|cls\b)[A-Za-z_][A-Za-z0-9_]*\._(?!_)[A-Za-z][A-Za-z0-9_]*")
+
+
+def package_sources():
+    import aigc_tf
+
+    root = Path(aigc_tf.__file__).parent
+    return {path.relative_to(root.parent).as_posix(): path.read_text(encoding="utf-8") for path in root.rglob("*.py")}
+
+
+def code_of(source: str) -> str:
+    """The source without docstrings, comments and other strings (only code may reach into private APIs)."""
+    import io
+    import tokenize
+
+    kept = [token.string for token in tokenize.generate_tokens(io.StringIO(source).readline)
+            if token.type not in (tokenize.STRING, tokenize.COMMENT)]
+    return re.sub(r"\s*\.\s*", ".", " ".join(kept))  # `a . b` back to `a.b`
+
+
+def private_uses(source: str, own_modules: set[str]) -> list[str]:
+    """Private-API uses in `source`: imports of private modules, `obj._private` on another object. `_name` of a
+    module of our own (`sources._run`) is the package's own business, not a third party's."""
+    code = code_of(source)
+    found = PRIVATE_MODULES.findall(code)
+    for match in PRIVATE_ATTRIBUTE.finditer(code):
+        owner = match.group(0).split(".")[0]
+        if owner not in own_modules:
+            found.append(match.group(0))
+    return found
+
+
+def test_the_rule_catches_each_kind_of_private_use():
+    assert private_uses("from tensorflow.python.framework import op_def_registry", set())
+    assert private_uses("import keras_hub.src.models", set())
+    assert private_uses("layer._self_attention_layer", set())
+    assert private_uses("parser._actions", set())
+    assert not private_uses("self._cache = 1\ncls._registry\nx.__class__\n'''keras.src in a docstring'''", set())
+    assert not private_uses("sources._run(cmd)", {"sources"})
+
+
+def test_only_compat_reaches_into_private_apis():
+    sources = package_sources()
+    own = {Path(name).stem for name in sources} | {"aigc_tf"}
+    offenders = {name: uses for name, source in sources.items()
+                 if name != "aigc_tf/compat.py" and (uses := private_uses(source, own))}
+    assert offenders == {}, "route these through a named function of aigc_tf/compat.py"
+
+
+def test_the_library_never_reseeds_the_callers_process():
+    """`keras.utils.set_random_seed` / `tf.random.set_seed` / `np.random.seed` outside a scope would reseed a
+    learner's notebook; the library seeds locally (`aigc_tf.seeding.seeded`, seeded generators) instead."""
+    global_seeding = re.compile(r"set_random_seed|tf\.random\.set_seed|random\.seed\(")
+    offenders = [name for name, source in package_sources().items()
+                 if name != "aigc_tf/seeding.py" and global_seeding.search(code_of(source))]
+    assert offenders == []

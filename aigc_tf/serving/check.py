@@ -31,13 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aigc_tf import AigcError
-from aigc_tf.compat import disable_xla_compilation
-from aigc_tf.serving.layout import METADATA_FILE, model_folders, version_dirs
-from aigc_tf.serving.model_config import XLA_FLAG
-
-SERVE_TAG = "serve"
-PROMPTS = ["It is a beautiful day", "The"]  # string inputs: two prompts of different lengths
-GPT2_START_TOKEN = 50256
+from aigc_tf.compat import disable_xla_compilation, registered_op
+from aigc_tf.serving.folders import METADATA_FILE, model_folders, version_dirs
+from aigc_tf.serving.model_config import CONFIG_FILE, XLA_FLAG, read_models_config
+from aigc_tf.serving.signatures import SERVE_TAG, example_input, read_meta_graph
+from aigc_tf.serving.warmup import read_warmup
 
 # Which model servers carry the kernels of the libraries whose ops we meet. TF Serving links all TF Text ops
 # (`@org_tensorflow_text//tensorflow_text:ops_lib` in its model server's SUPPORTED_TENSORFLOW_OPS, since 2.x).
@@ -49,25 +47,6 @@ OP_LIBRARIES = {
 
 
 # ---------------------------------------------------------------------------------------------------- the graph
-def read_meta_graph(export_dir: Path):
-    """The `serve` MetaGraphDef of an export, parsed from `saved_model.pb` (a truncated file fails here)."""
-    from google.protobuf.message import DecodeError
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    pb = Path(export_dir) / "saved_model.pb"
-    if not pb.is_file():
-        raise AigcError(f"{export_dir} has no saved_model.pb; it is not a SavedModel version folder")
-    saved_model = saved_model_pb2.SavedModel()
-    try:
-        saved_model.ParseFromString(pb.read_bytes())
-    except DecodeError:
-        raise AigcError(f"{pb} is corrupt (cannot be parsed); export the model again") from None
-    for meta_graph in saved_model.meta_graphs:
-        if SERVE_TAG in meta_graph.meta_info_def.tags:
-            return meta_graph
-    raise AigcError(f"{export_dir} has no MetaGraph tagged {SERVE_TAG!r}; TF Serving loads only that one")
-
-
 def signature_op_types(export_dir_or_meta_graph, signature: str = "serving_default") -> set[str]:
     """The op types a signature's graph needs, following function calls transitively.
 
@@ -119,38 +98,7 @@ def _signature_nodes(export_dir_or_meta_graph, signature: str):
 
 def unregistered_ops(op_types) -> set[str]:
     """The op types this process has no definition for (called before any library registers its own)."""
-    from tensorflow.python.framework import op_def_registry
-
-    return {op for op in op_types if op_def_registry.get(op) is None}
-
-
-# ---------------------------------------------------------------------------------------------------- inputs
-def example_input(name: str, tensor_info, batch: int = 2):
-    """A small valid value for one signature input, from its dtype, shape and (for our exports) its name."""
-    import numpy as np
-    import tensorflow as tf
-
-    dtype = tf.dtypes.as_dtype(tensor_info.dtype)
-    dims = [d.size for d in tensor_info.tensor_shape.dim]
-    shape = [batch if i == 0 and size < 0 else (4 if size < 0 else size) for i, size in enumerate(dims)]
-    rng = np.random.default_rng(0)
-    if dtype == tf.string:
-        return np.array((PROMPTS * batch)[:batch], dtype=object).reshape(shape or ())
-    if dtype.is_floating:
-        if name == "images":  # the VAE encoder reads pixels in [0, 1]
-            return rng.uniform(0, 1, shape).astype(dtype.as_numpy_dtype)
-        return rng.standard_normal(shape).astype(dtype.as_numpy_dtype)
-    if dtype.is_integer or dtype.is_bool:
-        if name == "labels":
-            return (np.arange(int(np.prod(shape))) % 10).reshape(shape).astype(dtype.as_numpy_dtype)
-        if name == "lengths":  # every row's whole width (see token_ids)
-            return np.full(shape, 4, dtype.as_numpy_dtype)
-        if name == "token_ids":  # a start token, then a few ordinary GPT-2 ids
-            values = np.full(shape, 464, dtype.as_numpy_dtype)
-            values[..., 0] = GPT2_START_TOKEN
-            return values
-        return np.zeros(shape, dtype.as_numpy_dtype)
-    raise AigcError(f"input {name!r} has dtype {dtype.name}, which the check cannot fill; call the signature by hand")
+    return {op for op in op_types if registered_op(op) is None}
 
 
 # ---------------------------------------------------------------------------------------------------- the server
@@ -270,7 +218,6 @@ def _run_signatures(export_dir: Path, meta_graph, report: dict) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from aigc_tf.serving.warmup import read_warmup
 
     warmup = read_warmup(export_dir)  # eager, before the Session's graph becomes the default
     with tf.compat.v1.Session(graph=tf.Graph()) as session:
@@ -443,7 +390,6 @@ def config_report(base_dir: Path) -> list[str]:
     """Does `<base>/models.config` match the model folders on disk? Report lines, the first one PASS or FAIL
     (none without a config): a listed model without a version makes the server wait for it forever (an error); a
     model folder it leaves out is not served (a note)."""
-    from aigc_tf.serving.model_config import CONFIG_FILE, read_models_config
 
     config = Path(base_dir) / CONFIG_FILE
     if not config.is_file():

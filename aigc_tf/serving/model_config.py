@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from aigc_tf import AigcError
-from aigc_tf.serving.layout import METADATA_FILE, model_folders
+from aigc_tf.serving.folders import METADATA_FILE, model_folders
 
 CONFIG_FILE = "models.config"
 XLA_FLAG = "--xla_cpu_compilation_enabled=true"  # a stock tensorflow_model_server disables XLA without it
@@ -143,3 +143,29 @@ def serving_command(base_dir: Path, xla: bool = False, batching: bool = False) -
         flags += ["--enable_batching", f"--batching_parameters_file={CONTAINER_BASE}/{BATCHING_FILE}"]
     return (f'docker run --rm -p 8500:8500 -p 8501:8501 -v "{Path(base_dir).resolve()}:{CONTAINER_BASE}" '
             f"tensorflow/serving:2.21.0 " + " ".join(flags))
+
+
+def configure_serving(base_dir: Path, serving_base: str = CONTAINER_BASE, policy: str = "latest",
+                      batching: bool = False, max_batch_size: int = 64,
+                      max_execution_batch_size: int = 16) -> list[str]:
+    """`aigc-tf serving config`: rewrite `<base>/models.config` from the folders on disk (hand edits dropped) and,
+    with `batching`, the batching parameters; returns what was written and how to serve it, one line each."""
+    path = write_models_config(base_dir, serving_base=serving_base, policy=policy, keep_existing=False)
+    lines = [f"  {name:<14} versions {', '.join(map(str, found))} -> {serving_base.rstrip('/')}/{name}"
+             for name, found in model_folders(base_dir).items()]
+    lines.append(f"Wrote {path} (version policy: {policy})")
+    if batching:
+        execution = min(max_execution_batch_size, max_batch_size)
+        written = write_batching_parameters(base_dir, max_batch_size=max_batch_size,
+                                            max_execution_batch_size=execution)
+        lines.append(f"Wrote {written} (TF Serving's BatchingParameters: batches of up to {execution} rows, "
+                     f"requests of up to {max_batch_size} prompts split into them; send every control once per "
+                     "prompt, as aigc_tf.serving.client does)")
+    lines.append(f"  serve:   {serving_command(base_dir, xla=needs_xla_flag(base_dir), batching=batching)}")
+    return lines
+
+
+def config_of_export(version_dir: Path) -> Path | None:
+    """The `models.config` that serves an export (`<base>/<name>/<version>/` -> `<base>/models.config`), if any."""
+    path = Path(version_dir).parent.parent / CONFIG_FILE
+    return path if path.exists() else None

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aigc_tf.serving.signatures import example_input, read_meta_graph
+
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 MAX_RECORDS = 1000  # TF Serving refuses a longer file
 
@@ -18,13 +20,11 @@ MAX_RECORDS = 1000  # TF Serving refuses a longer file
 def warmup_requests(meta_graph, model_name: str, batch: int = 1) -> list:
     """`PredictRequest`s for every signature of `meta_graph`: required inputs only, then all inputs (if they differ).
 
-    Required values come from `aigc_tf.serving.check.example_input`, the same valid inputs the check sends; optional
-    ones are their defaults.
+    Required values come from `aigc_tf.serving.signatures.example_input`, the same valid inputs the check sends;
+    optional ones are their defaults.
     """
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
-
-    from aigc_tf.serving.check import example_input
 
     requests = []
     for name, signature in sorted(meta_graph.signature_def.items()):
@@ -46,8 +46,6 @@ def write_warmup(version_dir: Path, model_name: str) -> Path:
     """Write the warm-up file into an export's `assets.extra/`; returns its path."""
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
-
-    from aigc_tf.serving.check import read_meta_graph
 
     path = Path(version_dir) / WARMUP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -98,8 +98,8 @@ def continuation_scores(causal_lm, corpus: str, prompt_tokens: int = 32, continu
     token_ids = np.concatenate([np.full((n, 1), tokenizer.start_token_id), prompts,
                                 np.zeros((n, continuation_tokens), np.int32)], axis=1).astype(np.int32)  # (N, T)
     padding_mask = np.arange(total)[None, :].repeat(n, 0) <= prompt_tokens  # (N, T): the start token and prompt
-    # One batch decoded once: no XLA, whose compile takes longer than the decoding (16 windows of the default
-    # model: 1.2 s without, 7 s with).
+    # One batch decoded once: no XLA, whose compile would cost more than the one decoding it speeds up (XLA pays
+    # off for a loop run many times, as in `text generate`).
     outputs = greedy_token_ids(causal_lm, {"token_ids": token_ids, "padding_mask": padding_mask}, jit_compile=False)
     generated = np.asarray(outputs["token_ids"])[:, 1 + prompt_tokens:]  # (N, M)
     kept = np.asarray(outputs["padding_mask"])[:, 1 + prompt_tokens:]  # off after the model's end token

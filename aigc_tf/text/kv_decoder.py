@@ -37,7 +37,7 @@ import math
 
 import tensorflow as tf
 
-from aigc_tf.compat import xla_ops
+from aigc_tf.compat import gpt2_backbone_weights, xla_ops
 from aigc_tf.hardware import PRECISIONS
 from aigc_tf.text.peft import decoder_weights
 
@@ -111,7 +111,7 @@ class KVCacheDecoder(tf.Module):
         self.transposed = precision == "bf16"  # matrices stored [out, in], read by a transposed dot
         self.num_layers, self.num_heads = backbone.num_layers, backbone.num_heads
         self.hidden_dim = backbone.hidden_dim
-        weights = {w.path: tf.cast(w.value, tf.float32) for w in backbone.weights}
+        weights = gpt2_backbone_weights(backbone)  # float32, by role (keras-hub's variable paths are in compat)
         c = self.hidden_dim
 
         def matrix(value, name):  # what is read once per token: stored in the decoding precision
@@ -124,44 +124,40 @@ class KVCacheDecoder(tf.Module):
         def dense(kernel, bias, name):
             """(kernel, bias) variables; for bf16 the bias rides in the kernel's last column and bias is None.
 
-            XLA's CPU matvec over a converted bf16 kernel slows down 3-5x when an elementwise consumer such as the
-            bias add is fused into it (48 GPT-2 124M layer matvecs: 31.7 ms with `+ bias`, 5.9 ms with the bias
-            folded in, measured side by side); a column of ones appended to the input adds it instead.
+            XLA's CPU matvec over a converted bf16 kernel loses its full-bandwidth path when an elementwise consumer
+            such as the bias add is fused into it (bench/RESULTS.md has the side-by-side timing); a column of ones
+            appended to the input adds the bias inside the dot instead.
             """
             if not self.transposed:
                 return matrix(kernel, name), vector(bias, f"{name}_bias")
             return matrix(tf.concat([kernel, bias[None, :]], 0), name), None
 
-        embeddings = weights["token_embedding/embeddings"]  # (V, C)
+        embeddings = weights["token_embedding"]  # (V, C)
         # The LM head is the tied embedding: (C, V) for a plain dot; (V, C), the table itself, when transposed.
         self.lm_head = matrix(tf.transpose(embeddings), "lm_head")
         self.token_embedding = self.lm_head if self.transposed else \
             tf.Variable(embeddings, trainable=False, name="token_embedding")
-        self.position_embedding = vector(weights["position_embedding/embeddings"], "position_embedding")
+        self.position_embedding = vector(weights["position_embedding"], "position_embedding")
         self.layers = []
         peft_layers = decoder_weights(backbone)  # a prefix- or adapter-tuned model's extra weights (text/peft.py)
-        for i in range(self.num_layers):
-            w = {k.split("/", 1)[1]: v for k, v in weights.items() if k.startswith(f"transformer_layer_{i}/")}
-            attention = "self_attention/"
-            qkv = tf.concat([tf.reshape(w[attention + n + "/kernel"], [c, c]) for n in ("query", "key", "value")], 1)
-            qkv_bias = tf.concat([tf.reshape(w[attention + n + "/bias"], [c]) for n in ("query", "key", "value")], 0)
+        for i, w in enumerate(weights["layers"]):
+            qkv = tf.concat([tf.reshape(w[n][0], [c, c]) for n in ("query", "key", "value")], 1)
+            qkv_bias = tf.concat([tf.reshape(w[n][1], [c]) for n in ("query", "key", "value")], 0)
             layer = {
-                "ln1_gamma": vector(w["self_attention_layer_norm/gamma"], f"l{i}_ln1_gamma"),
-                "ln1_beta": vector(w["self_attention_layer_norm/beta"], f"l{i}_ln1_beta"),
-                "ln2_gamma": vector(w["feedforward_layer_norm/gamma"], f"l{i}_ln2_gamma"),
-                "ln2_beta": vector(w["feedforward_layer_norm/beta"], f"l{i}_ln2_beta"),
+                "ln1_gamma": vector(w["attention_norm"][0], f"l{i}_ln1_gamma"),
+                "ln1_beta": vector(w["attention_norm"][1], f"l{i}_ln1_beta"),
+                "ln2_gamma": vector(w["feedforward_norm"][0], f"l{i}_ln2_gamma"),
+                "ln2_beta": vector(w["feedforward_norm"][1], f"l{i}_ln2_beta"),
             }
             layer["qkv"], layer["qkv_bias"] = dense(qkv, qkv_bias, f"l{i}_qkv")
-            layer["out"], layer["out_bias"] = dense(tf.reshape(w[attention + "attention_output/kernel"], [c, c]),
-                                                    w[attention + "attention_output/bias"], f"l{i}_out")
-            layer["ff1"], layer["ff1_bias"] = dense(w["feedforward_intermediate_dense/kernel"],
-                                                    w["feedforward_intermediate_dense/bias"], f"l{i}_ff1")
-            layer["ff2"], layer["ff2_bias"] = dense(w["feedforward_output_dense/kernel"],
-                                                    w["feedforward_output_dense/bias"], f"l{i}_ff2")
+            out_kernel, out_bias = w["attention_output"]
+            layer["out"], layer["out_bias"] = dense(tf.reshape(out_kernel, [c, c]), out_bias, f"l{i}_out")
+            layer["ff1"], layer["ff1_bias"] = dense(*w["feedforward_intermediate"], f"l{i}_ff1")
+            layer["ff2"], layer["ff2_bias"] = dense(*w["feedforward_output"], f"l{i}_ff2")
             layer.update(self._peft_variables(peft_layers[i], i) if peft_layers else {})
             self.layers.append(layer)
-        self.final_gamma = vector(weights["layer_norm/gamma"], "final_gamma")
-        self.final_beta = vector(weights["layer_norm/beta"], "final_beta")
+        self.final_gamma = vector(weights["final_norm"][0], "final_gamma")
+        self.final_beta = vector(weights["final_norm"][1], "final_beta")
         if compile_per_step is None:
             compile_per_step = precision == "bf16"
         self.compile_per_step = bool(jit_compile and compile_per_step)

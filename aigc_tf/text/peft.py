@@ -32,6 +32,7 @@ import keras
 import numpy as np
 
 from aigc_tf import AigcError
+from aigc_tf.compat import gpt2_block_parts, sublayers, wrap_compute_attention
 
 METHODS = ("full", "lora", "prefix", "adapter")
 WEIGHTS_FILE = "peft_weights.npz"  # a prefix or adapter run's trained parameters, beside its preset
@@ -105,23 +106,24 @@ class PEFT(keras.layers.Layer):
     def wrap(self, backbone) -> None:
         """Make `backbone`'s layers use these parameters (an instance's methods are wrapped; the class is not)."""
         for i, layer in enumerate(backbone.transformer_layers):
-            attention = layer._self_attention_layer
+            attention, attention_output, feedforward_output = gpt2_block_parts(layer)
             if self.method == "prefix":
                 _wrap_attention(attention, self.prefixes[i])
             else:
-                _wrap_output(attention._output_dense, self.adapters[i][0])
-                _wrap_output(layer._feedforward_output_dense, self.adapters[i][1])
+                _wrap_output(attention_output, self.adapters[i][0])
+                _wrap_output(feedforward_output, self.adapters[i][1])
         object.__setattr__(backbone, "peft", self)  # untracked: the backbone's weights stay a plain GPT-2's
 
 
 def _wrap_attention(attention, prefix: Prefix) -> None:
-    compute = attention._compute_attention
+    def wrap(compute):
+        def with_prefix(query, key, value, attention_mask=None, **kwargs):
+            key, value, attention_mask = prefix.extend(key, value, attention_mask)
+            return compute(query, key, value, attention_mask=attention_mask, **kwargs)
 
-    def with_prefix(query, key, value, attention_mask=None, **kwargs):
-        key, value, attention_mask = prefix.extend(key, value, attention_mask)
-        return compute(query, key, value, attention_mask=attention_mask, **kwargs)
+        return with_prefix
 
-    object.__setattr__(attention, "_compute_attention", with_prefix)
+    wrap_compute_attention(attention, wrap)
 
 
 def _wrap_output(dense, adapter: BottleneckAdapter) -> None:
@@ -138,7 +140,7 @@ def enable_lora(backbone, rank: int) -> None:
     `save_lora_weights` does not save them, so the adapter file alone would not give back the trained model. LoRA
     trains A and B only (Hu et al. 2021; Hugging Face PEFT's default `bias="none"`)."""
     backbone.enable_lora(rank=rank)
-    for layer in backbone._flatten_layers(include_self=False):
+    for layer in sublayers(backbone):
         if getattr(layer, "lora_enabled", False) and getattr(layer, "bias", None) is not None:
             layer.bias.trainable = False
 

@@ -155,6 +155,24 @@ def greedy_token_ids(causal_lm, inputs: dict, precision: str = "fp32", jit_compi
     return decoder.generate_step(inputs, stop_token_ids=[causal_lm.preprocessor.tokenizer.end_token_id])
 
 
+def check_streamable(prompts: list[str], num_return_sequences: int = 1, precision: str = "fp32",
+                     as_json: bool = False) -> str:
+    """The one prompt a streamed generation decodes; one line naming what streaming cannot do otherwise.
+
+    `stream` prints a single fp32 text as it is decoded: several texts per prompt, bf16 weights or one JSON
+    document of finished texts are what `generate` gives. Several prompts would be a batch, and a batch draws its
+    samples differently from each prompt alone, so the text would not be the one `generate` prints for it.
+    """
+    given = {"`json`": as_json, "`num_return_sequences`": num_return_sequences > 1,
+             f"`precision` {precision}": precision != "fp32"}
+    conflicts = [name for name, on in given.items() if on]
+    if conflicts:
+        raise AigcError(f"`stream` prints one fp32 text as it is decoded; drop {', '.join(conflicts)}")
+    if len(prompts) != 1:
+        raise AigcError(f"`stream` takes one prompt, got {len(prompts)}; run one command per prompt")
+    return prompts[0]
+
+
 def stream(causal_lm, prompt: str, sampler: str = "greedy", *, max_length: int = 64, seed: int = 0,
            temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9, repetition_penalty: float = 1.0,
            no_repeat_ngram_size: int = 0):

@@ -338,9 +338,9 @@ def test_recipe_round_trips_through_config_cli_and_resume(tmp_path, mnist_train)
                                       "--loss", "hinge", "--r1-gamma", "0.5", "--beta-2", "0.99",
                                       "--d-learning-rate-ratio", "2", "--r1-interval", "3", "--clusters", "3",
                                       "--truncation", "1.5"])
-    from aigc_tf.cli import GAN_FLAGS
+    from aigc_tf.flags import given_flags
 
-    recipe = {name: getattr(args, name) for name in GAN_FLAGS if getattr(args, name) is not None}
+    recipe = given_flags(args, GANConfig)  # the flags given, by config field
     config = GANConfig.tiny(**recipe)
     assert (config.r1_interval, config.clusters, config.truncation) == (3, 3, 1.5)
     assert from_dict(json.loads(to_json(config))) == config

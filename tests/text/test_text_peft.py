@@ -138,11 +138,12 @@ def test_a_tuned_run_exports_for_a_stock_server_with_its_parameters(tuned_runs, 
 
 
 def test_the_cli_flags_reach_the_runs_config(tmp_path):
-    from aigc_tf.cli import TEXT_FLAGS, _config, build_parser
+    from aigc_tf.cli import build_parser
+    from aigc_tf.commands import train_config
 
     args = build_parser().parse_args(["text", "train", "--out", str(tmp_path / "r"), "--preset", "p",
                                       "--peft", "adapter", "--adapter-size", "5"])
-    config = _config(args, "text", TEXT_FLAGS)
+    config = train_config(args)
     assert (config.peft, config.adapter_size, peft.size_of(config)) == ("adapter", 5, 5)
     args = build_parser().parse_args(["text", "train", "--out", str(tmp_path / "r"), "--lora-rank", "4"])
-    assert peft.method_of(_config(args, "text", TEXT_FLAGS)) == "lora"
+    assert peft.method_of(train_config(args)) == "lora"
