@@ -93,7 +93,15 @@ def main() -> int:
 
     import tensorflow as tf
 
-    runs = [sampling_rows(Path(run), args.split, args.ranking) for run in args.run.split(",") if run]
+    # A run already measured at the same step and split (an earlier call, e.g. while the next seed trained) is reused.
+    earlier = json.loads(args.out.read_text()) if args.out.exists() else {}
+    done = {r["run"]: r for r in earlier.get("runs", []) if earlier.get("split") == args.split}
+    runs = []
+    for run in (Path(r) for r in args.run.split(",") if r):
+        step = int(tf.train.latest_checkpoint(str(run / "checkpoints")).rsplit("-", 1)[1])
+        reuse = done.get(str(run))
+        reusable = reuse and reuse["step"] == step and (not args.ranking or len(reuse["rows"]) > 1 + len(THRESHOLDS))
+        runs.append(reuse if reusable else sampling_rows(run, args.split, args.ranking))
     spread = {}
     for i, row in enumerate(runs[0]["rows"]):
         for metric in ("fid", "inception_score"):

@@ -66,11 +66,18 @@ def main() -> int:
         parser.error("give --runs or --train")
     eval_seeds = [int(s) for s in args.eval_seeds.split(",")]
 
+    # Rows already measured at the same step (an earlier call, e.g. while the next seed trained) are reused.
+    earlier = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
+    done = {(r["run"], r["eval_seed"], r["step"]): r for r in earlier}
     rows = []
     for run in runs:
         config = json.loads((run / "config.json").read_text())
         config = config.get("config", config)
+        latest = max(int(p.stem.split("-")[1]) for p in (run / "checkpoints").glob("ckpt-*.index"))
         for eval_seed in eval_seeds:
+            if (str(run), eval_seed, latest) in done:
+                rows.append(done[(str(run), eval_seed, latest)])
+                continue
             report = evaluate_gan(run, seed=eval_seed, verbose=0, split="test")
             row = {"run": str(run), "train_seed": config.get("seed"), "eval_seed": eval_seed, "step": report["step"],
                    "truncation": report["truncation"], "split": "test", "num_samples": report["num_samples"],

@@ -31,6 +31,7 @@ VARIANTS = {
     "clusters-0": ("no k-means clusters: is the 50-way conditioning slow to learn?", {"clusters": 0}),
     "clusters-10": ("10 clusters instead of 50", {"clusters": 10}),
     "dropout-0.3": ("D with dropout 0.3 (the classic D): does an unchecked D stall G early?", {"dropout": 0.3}),
+    "lr-3e-4": ("both learning rates 1.5x", {"learning_rate": 3e-4}),
     "lr-4e-4": ("both learning rates doubled", {"learning_rate": 4e-4}),
     "lr-1e-3": ("both learning rates 5x", {"learning_rate": 1e-3}),
     "d-lr-0.5": ("D's learning rate halved (TTUR the other way)", {"d_learning_rate_ratio": 0.5}),
