@@ -104,3 +104,16 @@ def test_idx_reader_matches_format(tmp_path):
     with gzip.open(tmp_path / "x.gz", "wb") as f:
         f.write(header + data.tobytes())
     np.testing.assert_array_equal(sources._read_idx(tmp_path / "x.gz"), data)
+
+
+def test_real_halves_come_from_the_split_asked_for():
+    """Recipe choices compare with validation digits, reports with test digits: the halves must not mix them."""
+    from aigc_tf.metrics.image_quality import real_halves
+
+    keys = {split: {img.tobytes() for img in images.load_arrays("mnist", split).images}
+            for split in ("validation", "test")}
+    for split in ("validation", "test"):
+        half_a, half_b, _ = real_halves("mnist", None, seed=0, split=split)
+        assert len(half_a) == len(half_b) == len(keys[split]) // 2
+        drawn = {np.round(img * 255).astype(np.uint8).tobytes() for img in np.concatenate([half_a, half_b])}
+        assert drawn <= keys[split] and not drawn & keys[{"validation": "test", "test": "validation"}[split]]
