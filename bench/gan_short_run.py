@@ -33,6 +33,7 @@ VARIANTS = {
     "dropout-0.3": ("D with dropout 0.3 (the classic D): does an unchecked D stall G early?", {"dropout": 0.3}),
     "lr-3e-4": ("both learning rates 1.5x", {"learning_rate": 3e-4}),
     "lr-4e-4": ("both learning rates doubled", {"learning_rate": 4e-4}),
+    "lr-5e-4": ("both learning rates 2.5x", {"learning_rate": 5e-4}),
     "lr-1e-3": ("both learning rates 5x", {"learning_rate": 1e-3}),
     "d-lr-0.5": ("D's learning rate halved (TTUR the other way)", {"d_learning_rate_ratio": 0.5}),
     "beta1-0.0": ("Adam beta_1 0", {"beta_1": 0.0}),
