@@ -72,7 +72,7 @@ class GANConfig:
     ema_decay: float = field(default=0.999, metadata={  # an EMA of G's weights (Yazici et al. 2019); 0 = off
         "help": "sample, evaluate and export an exponential moving average of G's weights with this decay; 0 turns "
                 "it off", "type": fraction, "group": RECIPE})
-    epochs: int = field(default=170, metadata={  # 21,250 steps
+    epochs: int = field(default=195, metadata={  # 21,255 steps: 109 an epoch on the 7,035 train digits
         "help": "train until this many epochs in total", "type": positive_int})
     seed: int = field(default=0, metadata={"help": "seeds weights, noise and data order", "type": non_negative_int})
     jit_compile: bool = True

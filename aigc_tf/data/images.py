@@ -3,6 +3,11 @@
 `load_dataset(..., source="tfds")` is the online path and calls `tfds.load` itself. Every other source reads the
 offline cache that `aigc-tf data fetch` fills (see `aigc_tf.data.sources`); a missing cache is one clear error that
 names the command to run, never a network hang.
+
+Three splits: "train" trains the models, "validation" (a fixed, seeded hold-out of the stored training digits, see
+`validation_rows`) scores every recipe choice, and "test" is kept for the reported numbers alone, so a number in
+the README was never the one a choice was made on. "train+validation" is the stored training split whole, for the
+evaluation classifier (`aigc_tf.metrics.classifier`), the yardstick rather than a model under selection.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ import numpy as np
 from aigc_tf import AigcError
 from aigc_tf.data import sources
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
+ALL_TRAINING = "train+validation"  # the stored training split whole (tfds' syntax for a union of splits)
+VALIDATION_SIZE = 1000  # digits held out of the stored training split (at most a fifth of it: a small source)
+VALIDATION_SEED = 20_240_527  # fixed forever: another seed is another validation split, and old scores not comparable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,11 +55,33 @@ def resolve_source(dataset: str, source: str | None = None, data_dir: Path | Non
     return sources.DEFAULT_SOURCE[dataset]
 
 
+def validation_rows(labels: np.ndarray, size: int = VALIDATION_SIZE, seed: int = VALIDATION_SEED) -> np.ndarray:
+    """The sorted rows of the stored training split that form "validation": `size` digits, stratified by label.
+
+    Stratified, so each digit's share in validation is its share in training to within one digit: FID and the
+    Inception-style score read class-focused features, and a random 1,000 would miss the class mix by about ten
+    digits a class (the binomial spread), a quirk that a recipe choice could then chase. Within a class the rows
+    are a seeded random draw; classes get their quota by the largest remainder, so the sizes add up to `size`.
+    """
+    labels = np.asarray(labels)
+    size = min(size, len(labels) // 5)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = size * counts / len(labels)
+    quota = np.floor(exact).astype(int)
+    quota[np.argsort(quota - exact, kind="stable")[: size - quota.sum()]] += 1  # largest remainders first
+    rng = np.random.default_rng(seed)
+    rows = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, quota)]
+    return np.sort(np.concatenate(rows))
+
+
 def load_arrays(dataset: str = "mnist", split: str = "train", source: str | None = None,
                 data_dir: Path | None = None) -> ImageArrays:
-    """Load one split of an offline source into memory."""
-    if split not in SPLITS:
-        raise AigcError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    """Load one split of an offline source into memory: "train", "validation", "test" or "train+validation".
+
+    "train" and "validation" are disjoint and together are the source's stored training split, in stored order.
+    """
+    if split not in (*SPLITS, ALL_TRAINING):
+        raise AigcError(f"unknown split {split!r}; choose one of {', '.join((*SPLITS, ALL_TRAINING))}")
     name = resolve_source(dataset, source, data_dir)
     src = sources.get_source(dataset, name)
     if not src.is_fetched(data_dir):
@@ -61,11 +91,17 @@ def load_arrays(dataset: str = "mnist", split: str = "train", source: str | None
             raise AigcError(f"{dataset} ({name}) is not in {src.path(data_dir).parent}; "
                             f"run `aigc-tf data fetch {dataset} --source {name}` first")
     try:
+        stored = "test" if split == "test" else "train"  # the cache holds the source's own two splits
         with np.load(src.path(data_dir)) as arrays:
-            images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+            images, labels = arrays[f"{stored}_images"], arrays[f"{stored}_labels"]
     except (OSError, ValueError, KeyError) as err:
         raise AigcError(f"{src.path(data_dir)} is unreadable ({err}); "
                         f"run `aigc-tf data fetch {dataset} --source {name} --force`") from None
+    if split in ("train", "validation"):
+        held_out = np.zeros(len(labels), bool)
+        held_out[validation_rows(labels)] = True
+        keep = held_out if split == "validation" else ~held_out
+        images, labels = images[keep], labels[keep]
     return ImageArrays(images[..., None], labels.astype(np.int64), dataset, name, split)
 
 

@@ -13,10 +13,11 @@ from aigc_tf.metrics.image_quality import COPIES_FIGURE, sample_quality, save_ne
 EVAL_FILE = "eval.json"
 
 
-def evaluate_gan(run_dir: Path, seed: int = 0, verbose: int = 2) -> dict:
+def evaluate_gan(run_dir: Path, seed: int = 0, verbose: int = 2, split: str = "test") -> dict:
     """The run's report (`aigc_tf.metrics.image_quality.sample_quality`, plus `label_accuracy` for a conditional
     GAN, judged by the evaluation classifier), also written to `<run>/eval.json`. `seed` draws the noise and the
-    real-data halves. A run that samples with truncation is also scored without it (`without_truncation`). The
+    real-data halves; `split` is where the real digits come from ("validation" to choose a recipe, "test" to report
+    one). A run that samples with truncation is also scored without it (`without_truncation`). The
     closest sample / training-digit pairs are drawn to `<run>/nearest_copies.png`."""
     generator, config, step = load_generator(run_dir)
     drawn = {}
@@ -25,13 +26,13 @@ def evaluate_gan(run_dir: Path, seed: int = 0, verbose: int = 2) -> dict:
         drawn["images"], drawn["labels"] = draw(generator, config, n, seed)
         return drawn["images"]
 
-    report = {"run": str(run_dir), "step": step, "truncation": config.truncation,
-              **sample_quality(generate_fn, config.dataset, config.source, seed=seed, verbose=verbose)}
+    report = {"run": str(run_dir), "step": step, "truncation": config.truncation, "split": split,
+              **sample_quality(generate_fn, config.dataset, config.source, seed=seed, verbose=verbose, split=split)}
     save_nearest_copies(drawn["images"], report, Path(run_dir) / COPIES_FIGURE)
     if config.truncation:  # the same weights on plain N(0, I) noise: what the truncation trick adds
         plain, _, _ = load_generator(run_dir, truncation=0.0)
         untruncated = sample_quality(lambda n: draw(plain, config, n, seed)[0], config.dataset, config.source,
-                                     seed=seed, verbose=verbose)
+                                     seed=seed, verbose=verbose, split=split)
         report["without_truncation"] = {key: untruncated[key] for key in ("fid", "inception_score")}
     if config.conditional:
         classifier = load_classifier(config.dataset, config.source, verbose=verbose)

@@ -2,7 +2,10 @@
 
 FID needs a feature space in which distances mean something for the images at hand, and the Inception Score needs
 class probabilities; for 28x28 digits a classifier trained on the same data gives both (the penultimate `features`
-layer and the softmax). It is trained on the train split only, and its accuracy on the test split is measured
+layer and the softmax). It trains on all the stored training digits, validation included ("train+validation"):
+it is the yardstick, not a model under selection, so nothing is chosen by its score on validation, and a ruler
+that changed with the split would make every score before the split incomparable (and the shipped weights stale).
+The test digits it never sees. Its accuracy on the test split is measured
 whenever it is loaded (cached by a content hash of the weights and the test digits), so a reader can see how much
 to trust it (>= 99% on MNIST), and wrong or corrupted weights show as a low number rather than a stored one.
 """
@@ -126,14 +129,15 @@ def measured_test_accuracy(model: keras.Model, dataset: str = "mnist", source: s
 
 def train_classifier(dataset: str = "mnist", source: str | None = None, epochs: int = 20, batch_size: int = 128,
                      seed: int = 0, data_dir: Path | None = None, verbose: int = 2) -> Classifier:
-    """Train on the train split with a cosine-decayed Adam; measure accuracy on the test split.
+    """Train on all the training digits ("train+validation", see the module docstring) with a cosine-decayed Adam;
+    measure accuracy on the test split.
 
     `seed` sets the initial weights, the augmentation and dropout draws (`seeded`, which leaves the caller's random
     state alone) and the batch order (a seeded `tf.data` shuffle).
     """
     import tensorflow as tf
 
-    train = image_data.load_arrays(dataset, "train", source, data_dir)
+    train = image_data.load_arrays(dataset, image_data.ALL_TRAINING, source, data_dir)
     test = image_data.load_arrays(dataset, "test", train.source, data_dir)
     x_train, x_test = train.images.astype(np.float32) / 255.0, test.images.astype(np.float32) / 255.0
     with seeded(seed):  # the layers take their seeds when built

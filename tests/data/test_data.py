@@ -7,8 +7,9 @@ from aigc_tf.data import images, sources
 
 def test_mnist_splits_are_real_disjoint_and_tfds_shaped(mnist_train):
     test = images.load_arrays("mnist", "test")
+    validation = images.load_arrays("mnist", "validation")
     assert mnist_train.images.shape[1:] == (28, 28, 1) and mnist_train.images.dtype == np.uint8
-    assert len(mnist_train) + len(test) == 10_000
+    assert len(mnist_train) + len(validation) + len(test) == 10_000
     assert 0.15 < len(test) / 10_000 < 0.25
     assert set(np.unique(mnist_train.labels)) == set(range(10))
     train_keys = {img.tobytes() for img in mnist_train.images}
@@ -21,6 +22,32 @@ def test_mnist_splits_are_real_disjoint_and_tfds_shaped(mnist_train):
     assert set(spec) == {"image", "label"}
     assert spec["image"].shape == (28, 28, 1) and spec["image"].dtype.name == "uint8"
     assert spec["label"].dtype.name == "int64"
+
+
+def test_validation_is_a_fixed_stratified_hold_out_of_the_training_digits(mnist_train):
+    """Validation and train partition the stored training split (nothing trained on is validated on), validation
+    keeps each digit's share to within one digit, and the same call gives the same rows."""
+    validation = images.load_arrays("mnist", "validation")
+    whole = images.load_arrays("mnist", images.ALL_TRAINING)
+    assert len(validation) == images.VALIDATION_SIZE and len(mnist_train) + len(validation) == len(whole) == 8_035
+    train_keys = {img.tobytes() for img in mnist_train.images}
+    validation_keys = {img.tobytes() for img in validation.images}
+    assert not train_keys & validation_keys
+    assert train_keys | validation_keys == {img.tobytes() for img in whole.images}
+    expected = images.VALIDATION_SIZE * np.bincount(whole.labels) / len(whole)
+    assert np.abs(np.bincount(validation.labels, minlength=10) - expected).max() < 1.0
+    assert np.abs(np.bincount(validation.labels, minlength=10) - expected).sum() > 0  # proportional, not 100 each
+    rows = images.validation_rows(whole.labels)
+    np.testing.assert_array_equal(validation.images, whole.images[rows])
+    np.testing.assert_array_equal(rows, images.validation_rows(whole.labels))  # fixed seed: the same rows
+    assert not np.array_equal(rows, images.validation_rows(whole.labels, seed=1))
+    # A small source holds out at most a fifth of its digits, with sizes that still add up.
+    labels = np.repeat(np.arange(3), [6, 9, 15])  # 6 held out: exact shares 1.2, 1.8, 3
+    small = images.validation_rows(labels, size=100)
+    assert len(small) == 6 and len(np.unique(small)) == 6
+    np.testing.assert_array_equal(np.bincount(labels[small], minlength=3), [1, 2, 3])
+    with pytest.raises(AigcError, match="unknown split 'valid'"):
+        images.load_arrays("mnist", "valid")
 
 
 def test_content_split_is_stable_under_subsets():
@@ -77,3 +104,16 @@ def test_idx_reader_matches_format(tmp_path):
     with gzip.open(tmp_path / "x.gz", "wb") as f:
         f.write(header + data.tobytes())
     np.testing.assert_array_equal(sources._read_idx(tmp_path / "x.gz"), data)
+
+
+def test_real_halves_come_from_the_split_asked_for():
+    """Recipe choices compare with validation digits, reports with test digits: the halves must not mix them."""
+    from aigc_tf.metrics.image_quality import real_halves
+
+    keys = {split: {img.tobytes() for img in images.load_arrays("mnist", split).images}
+            for split in ("validation", "test")}
+    for split in ("validation", "test"):
+        half_a, half_b, _ = real_halves("mnist", None, seed=0, split=split)
+        assert len(half_a) == len(half_b) == len(keys[split]) // 2
+        drawn = {np.round(img * 255).astype(np.uint8).tobytes() for img in np.concatenate([half_a, half_b])}
+        assert drawn <= keys[split] and not drawn & keys[{"validation": "test", "test": "validation"}[split]]

@@ -57,15 +57,15 @@ def test_train_writes_every_output_and_resumes(tiny_gan_run, tmp_path):
         assert result.outputs[name].exists(), name
     assert len(list((run_dir / "samples").glob("epoch_*.png"))) == 2
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
-    assert [int(r["step"]) for r in result.history] == [16, 32]  # 8,035 // 500 = 16 steps per epoch
+    assert [int(r["step"]) for r in result.history] == [14, 28]  # 7,035 train digits // 500 = 14 steps per epoch
 
     copy = tmp_path / "run"  # resume a copy: the session's run is shared with other tests
     shutil.copytree(run_dir, copy)
     resumed = train(config.replace(epochs=3), copy, verbose=False)
-    assert resumed.step == 48
-    assert [int(r["step"]) for r in resumed.history] == [16, 32, 48]
+    assert resumed.step == 42
+    assert [int(r["step"]) for r in resumed.history] == [14, 28, 42]
     generator, stored, step = load_generator(copy)
-    assert step == 48 and stored.latent_dim == config.latent_dim
+    assert step == 42 and stored.latent_dim == config.latent_dim
 
 
 def test_resumed_run_matches_uninterrupted_run(tmp_path, mnist_train):
