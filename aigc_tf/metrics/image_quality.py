@@ -1,8 +1,9 @@
 """One report of how close generated images are to real ones, on the same yardstick for every image model.
 
 The real-data references make the numbers readable: `real_fid_floor` is the FID between two disjoint halves of the
-real test split (or of the validation split, `split="validation"`, which every recipe choice is scored on) (what a perfect generator would score at this sample size; FID is biased upwards for small samples),
-and `real_inception_score` the score of real test images. Generated samples are compared with the same half (B) and
+real test split (what a perfect generator would score at this sample size; FID is biased upwards for small samples),
+and `real_inception_score` the score of real test images. Recipe choices are scored on the validation split instead
+(`split="validation"`: digits held out of training), so the test split is used once, for the reported numbers. Generated samples are compared with the same half (B) and
 the same sample count as the floor, so `fid - real_fid_floor` is the generator's own gap.
 
 FID cannot see a generator that copies its training digits, or one that keeps every class but few styles in each.
