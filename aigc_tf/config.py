@@ -45,7 +45,8 @@ class GANConfig:
     r1_interval: int = 1  # R1 on every k-th step, weighted by k (StyleGAN2's lazy regularisation); 1 = every step
     spectral_norm: bool = False  # spectrally normalised Dense layers in D (Miyato et al. 2018)
     augment: str = ""  # DiffAugment policy for every image D sees, e.g. "translation,cutout,color"; "" = none
-    clusters: int = 50  # K > 0: G and D conditioned on K k-means clusters of the training digits (gan.clusters)
+    condition: str = "cluster"  # what G and D are conditioned on: "none", "digit" labels or "cluster" (gan.condition)
+    clusters: int = 50  # the number of k-means clusters of the training digits when condition="cluster"
     truncation: float = 2.0  # > 0: sample from noise truncated to [-t, t] (BigGAN's trick, gan.models); 0 = off
     ema_decay: float = 0.999  # sample, evaluate and export an EMA of G's weights (Yazici et al. 2019); 0 = off
     epochs: int = 170  # 21,250 steps
@@ -53,18 +54,12 @@ class GANConfig:
     jit_compile: bool = True
     precision: str = "fp32"  # "bf16": mixed_bfloat16 layers; "fp16": mixed_float16 with loss scaling (GPUs)
     grid_size: int = 8  # the fixed-noise sample grid is grid_size x grid_size
-    conditional: bool = False  # label-conditioned G and D (a conditional GAN, Mirza & Osindero 2014)
-    num_classes: int = 10
+    num_classes: int = 10  # the digit labels of condition="digit" (a conditional GAN, Mirza & Osindero 2014)
 
     # Fields that define the networks and their variables: a run cannot resume with different values.
     # (ema_decay: the averaged generator is in the checkpoint or not; spectral_norm: D's power-iteration vectors.)
-    ARCHITECTURE = ("family", "dataset", "latent_dim", "generator_units", "discriminator_units", "conditional",
+    ARCHITECTURE = ("family", "dataset", "latent_dim", "generator_units", "discriminator_units", "condition",
                     "clusters", "ema_decay", "spectral_norm", "dropout")
-
-    def __post_init__(self):
-        # A conditional GAN judges with the digits' labels; the clusters stand in for them in the unconditional one.
-        if self.conditional and self.clusters:
-            object.__setattr__(self, "clusters", 0)
 
     @classmethod
     def tiny(cls, **overrides) -> "GANConfig":
@@ -171,6 +166,9 @@ def from_dict(values: dict[str, Any]):
     if family not in CONFIGS:
         raise ValueError(f"unknown model family {family!r}")
     cls = CONFIGS[family]
+    if family == "gan" and "condition" not in values:  # a run folder written before `condition` existed
+        values = {**values, "condition": "digit" if values.get("conditional") else
+                  "cluster" if values.get("clusters", 50) else "none"}
     names = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
     return cls(**kwargs)

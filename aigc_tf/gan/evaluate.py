@@ -1,11 +1,12 @@
 """How good are a GAN's digits? Classifier FID and Inception-style score against real-data references, and for a
-conditional GAN whether each image shows the digit it was asked for."""
+digit-conditioned GAN whether each image shows the digit it was asked for."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from aigc_tf.gan import condition
 from aigc_tf.gan.sample import draw, load_generator
 from aigc_tf.metrics.classifier import load_classifier
 from aigc_tf.metrics.image_quality import sample_quality
@@ -14,8 +15,8 @@ EVAL_FILE = "eval.json"
 
 
 def evaluate_gan(run_dir: Path, seed: int = 0, verbose: int = 2) -> dict:
-    """The run's report (`aigc_tf.metrics.image_quality.sample_quality`, plus `label_accuracy` for a conditional
-    GAN, judged by the evaluation classifier), also written to `<run>/eval.json`. `seed` draws the noise and the
+    """The run's report (`aigc_tf.metrics.image_quality.sample_quality`, plus `label_accuracy` for a
+    digit-conditioned GAN, judged by the evaluation classifier), also written to `<run>/eval.json`. `seed` draws the noise and the
     real-data halves. A run that samples with truncation is also scored without it (`without_truncation`)."""
     generator, config, step = load_generator(run_dir)
     drawn = {}
@@ -31,7 +32,7 @@ def evaluate_gan(run_dir: Path, seed: int = 0, verbose: int = 2) -> dict:
         untruncated = sample_quality(lambda n: draw(plain, config, n, seed)[0], config.dataset, config.source,
                                      seed=seed, verbose=verbose)
         report["without_truncation"] = {key: untruncated[key] for key in ("fid", "inception_score")}
-    if config.conditional:
+    if condition.generator_takes_labels(config):
         classifier = load_classifier(config.dataset, config.source, verbose=verbose)
         report["label_accuracy"] = classifier.accuracy(drawn["images"], drawn["labels"])
     (Path(run_dir) / EVAL_FILE).write_text(json.dumps(report, indent=2))
