@@ -146,7 +146,7 @@ def cmd_data_list(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- gan
 GAN_FLAGS = ("dataset", "source", "latent_dim", "batch_size", "learning_rate", "label_smoothing", "epochs", "seed",
-             "conditional", "precision", "augment", "ema_decay", "loss", "r1_gamma", "r1_interval", "beta_1",
+             "condition", "precision", "augment", "ema_decay", "loss", "r1_gamma", "r1_interval", "beta_1",
              "beta_2", "d_learning_rate_ratio", "clusters", "truncation")
 
 
@@ -494,8 +494,9 @@ def add_gan_commands(families) -> None:
     add_image_data_flags(train, "gan")
     train.add_argument("--label-smoothing", type=fraction,
                        help=f"one-sided, real target 1 - s (default: {default_of('gan', 'label_smoothing')})")
-    train.add_argument("--conditional", action="store_true", default=None,
-                       help="condition G and D on the digit label (a conditional GAN; sample with --digit)")
+    train.add_argument("--condition", choices=("none", "digit", "cluster"),
+                       help="what G and D are conditioned on: nothing, the digit label (a conditional GAN; sample "
+                            f"with --digit) or k-means clusters (default: {default_of('gan', 'condition')})")
     train.add_argument("--precision", choices=TRAINING_PRECISIONS,
                        help=f"{default_of('gan', 'precision')} by default; bf16: mixed_bfloat16 layers, whose step "
                             "runs fastest without XLA on CPUs with AVX-512 BF16 (bench/RESULTS.md); fp16: "
@@ -513,9 +514,10 @@ def add_gan_commands(families) -> None:
     recipe.add_argument("--r1-interval", type=positive_int, metavar="K",
                         help="add the R1 penalty on every K-th step, weighted by K (lazy regularisation) (default: "
                              f"{default_of('gan', 'r1_interval')})")
-    recipe.add_argument("--clusters", type=non_negative_int, metavar="K",
-                        help="condition G and D on K k-means clusters of the training digits (no labels); the "
-                             f"noise picks the cluster; 0 = plain noise (default: {default_of('gan', 'clusters')})")
+    recipe.add_argument("--clusters", type=positive_int, metavar="K",
+                        help="with --condition cluster: how many k-means clusters of the training digits (no "
+                             f"labels) G and D are conditioned on; the noise picks one (default: "
+                             f"{default_of('gan', 'clusters')})")
     recipe.add_argument("--truncation", type=non_negative_float, metavar="T",
                         help="sample, evaluate and export from noise truncated to [-T, T] (BigGAN's truncation "
                              f"trick; training sees all noise); 0 = off (default: {default_of('gan', 'truncation')})")

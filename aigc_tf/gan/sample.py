@@ -17,13 +17,23 @@ from aigc_tf.runs import RunFolder
 CHECKPOINT_ERRORS = (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError)
 
 
+def to_generator_range(images01):
+    """Pixels in [0, 1] -> the generator's tanh range [-1, 1], where D judges images."""
+    return images01 * 2.0 - 1.0
+
+
+def from_generator_range(images):
+    """The generator's tanh range [-1, 1] -> pixels in [0, 1], for display and for the evaluation classifier."""
+    return (images + 1.0) / 2.0
+
+
 def generate(generator: keras.Model, noise, labels=None) -> np.ndarray:
     """Images in [0, 1], (N, 28, 28, 1), from noise (N, Z) [and labels (N,) for a digit-conditioned generator], with
     BatchNormalization in inference mode, so an image does not depend on the rest of its batch."""
     noise = tf.convert_to_tensor(noise, tf.float32)
     inputs = noise if labels is None else [noise, tf.convert_to_tensor(labels, tf.int32)]
     images = tf.cast(generator(inputs, training=False), tf.float32)
-    return ((images + 1.0) / 2.0).numpy()
+    return from_generator_range(images).numpy()
 
 
 def load_generator(run_dir: Path, averaged: bool = True,

@@ -166,7 +166,7 @@ class GAN(keras.Model):
             return None
         try:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
-        except AssertionError:
+        except (AssertionError, ValueError):  # a variable missing from the checkpoint, or one of another shape
             raise AigcError(f"checkpoint {latest} does not match this model (written by another configuration or "
                             "aigc_tf version); train into a new --out folder") from None
         except CHECKPOINT_ERRORS as err:
