@@ -16,8 +16,8 @@ EVAL_FILE = "eval.json"
 
 def evaluate_gan(run_dir: Path, seed: int = 0, verbose: int = 2) -> dict:
     """The run's report (`aigc_tf.metrics.image_quality.sample_quality`, plus `label_accuracy` for a
-    digit-conditioned GAN, judged by the evaluation classifier), also written to `<run>/eval.json`. `seed` draws the noise and the
-    real-data halves. A run that samples with truncation is also scored without it (`without_truncation`)."""
+    digit-conditioned GAN, judged by the evaluation classifier), also written to `<run>/eval.json`. `seed` draws
+    the noise and the real-data halves. A run that samples with truncation is also scored without it (`without_truncation`)."""
     generator, config, step = load_generator(run_dir)
     drawn = {}
 

@@ -116,10 +116,10 @@ class GAN(keras.Model):
             d_loss = (losses.discriminator_loss(config.loss, real_logits, fake_logits, config.label_smoothing)
                       + self._r1_penalty(real_seen, labels, regularize))  # (B,)
             # Each replica divides by the global batch: summed over replicas, the gradients are the batch mean's.
-            g_mean = tf.nn.compute_average_loss(g_loss, global_batch_size=config.batch_size)
-            d_mean = tf.nn.compute_average_loss(d_loss, global_batch_size=config.batch_size)
-        _apply(self.g_optimizer, g_tape, g_mean, self.generator.trainable_variables)
-        _apply(self.d_optimizer, d_tape, d_mean, self.discriminator.trainable_variables)
+            g_mean = _scaled(self.g_optimizer, tf.nn.compute_average_loss(g_loss, global_batch_size=config.batch_size))
+            d_mean = _scaled(self.d_optimizer, tf.nn.compute_average_loss(d_loss, global_batch_size=config.batch_size))
+        _apply(self.g_optimizer, g_tape.gradient(g_mean, self.generator.trainable_variables), self.generator)
+        _apply(self.d_optimizer, d_tape.gradient(d_mean, self.discriminator.trainable_variables), self.discriminator)
         self.step.assign_add(1)
         if self.generator_ema is not None:
             ema.update(self.generator_ema, self.generator, self.step, config.ema_decay)
@@ -181,11 +181,16 @@ def _unpack(data):
     return data + (None,) * (3 - len(data))
 
 
-def _apply(optimizer, tape, loss, variables) -> None:
-    """One optimiser update from `tape`. Under fp16 the LossScaleOptimizer's scaled loss is differentiated (float16
-    gradients underflow without it), and it divides the gradients by the scale before Adam sees them."""
-    scaled = optimizer.scale_loss(loss) if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else loss
-    optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+def _scaled(optimizer, loss):
+    """The loss to differentiate: under fp16 multiplied by the LossScaleOptimizer's scale (float16 gradients
+    underflow without it), else itself. Computed on the tape, so its gradient is the scaled loss's."""
+    return optimizer.scale_loss(loss) if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else loss
+
+
+def _apply(optimizer, gradients, model: keras.Model) -> None:
+    """One optimiser update of `model`'s weights (a LossScaleOptimizer first divides the gradients by its scale,
+    and skips the step if they overflowed)."""
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
 
 
 def _check_recipe(config) -> None:
