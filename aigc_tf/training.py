@@ -1,5 +1,5 @@
 """What every trainer shares: Ctrl-C as a stop request, Keras' progress verbosity, and `fit` with a run folder's
-callbacks (`fit_run`, for the VAE and GPT-2; the GAN runs its own loop with the same `StopRequest`).
+callbacks (`fit_run`, for the GAN, the VAE and GPT-2).
 """
 
 from __future__ import annotations
@@ -66,21 +66,27 @@ class _StopOnRequest(keras.callbacks.Callback):
         self.stop.check()
 
 
-def fit_run(run: RunFolder, model, data, *, extra_callbacks=(), verbose: bool = True, tensorboard_update_freq="epoch",
-            chief: bool = True, backup_write_dir: Path | None = None, **fit_kwargs) -> float:
+def fit_run(run: RunFolder, model, data, *, guards=None, interrupted=None, history_csv: bool = True,
+            extra_callbacks=(), verbose: bool = True, tensorboard_update_freq="epoch", chief: bool = True,
+            backup_write_dir: Path | None = None, **fit_kwargs) -> float:
     """`model.fit` with every fit-trained run's callbacks; returns the seconds it took.
 
+    `guards` keep the run resumable; by default a NaN/Inf loss stops training before the next backup, and
     `EpochBackup` makes re-running the same command resume from the last finished epoch (the checkpoint
-    interval of a fit-trained run is one epoch: a kill loses at most the epoch in progress); `CSVLogger`
-    appends to `history.csv` across resumes; TensorBoard writes the scalars; a NaN/Inf loss stops training
-    before the next backup. Ctrl-C becomes `TrainingInterrupted`, which the CLI turns into one line and exit
-    status 130. On a worker that is not the chief (`chief=False`) only the backup is written, to
-    `backup_write_dir`, and the logs and `extra_callbacks` are left to the chief.
+    interval of a fit-trained run is one epoch: a kill loses at most the epoch in progress). The GAN passes its
+    own (a `tf.train.Checkpoint` per epoch). `CSVLogger` appends to `history.csv` across resumes (unless
+    `history_csv=False`: the guards write it); TensorBoard writes the scalars. Ctrl-C becomes `TrainingInterrupted`
+    with the message `interrupted()` returns (it may save a checkpoint first), which the CLI turns into one line and
+    exit status 130. On a worker that is not the chief (`chief=False`) only the guards run (the backup goes to
+    `backup_write_dir`), and the logs and `extra_callbacks` are left to the chief.
     """
-    callbacks = [StopOnNonFiniteLoss(run.backup), EpochBackup(run.backup, backup_write_dir)]
+    if guards is None:
+        guards = [StopOnNonFiniteLoss(run.backup), EpochBackup(run.backup, backup_write_dir)]
+    callbacks = list(guards)
     if chief:
-        callbacks += [keras.callbacks.CSVLogger(str(run.history_csv), append=True),
-                      keras.callbacks.TensorBoard(str(run.tensorboard), update_freq=tensorboard_update_freq),
+        if history_csv:
+            callbacks.append(keras.callbacks.CSVLogger(str(run.history_csv), append=True))
+        callbacks += [keras.callbacks.TensorBoard(str(run.tensorboard), update_freq=tensorboard_update_freq),
                       *extra_callbacks]
     began = time.perf_counter()
     try:
@@ -88,6 +94,7 @@ def fit_run(run: RunFolder, model, data, *, extra_callbacks=(), verbose: bool = 
             model.fit(data, callbacks=[_StopOnRequest(stop), *callbacks], verbose=progress_verbosity(verbose),
                       shuffle=False, **fit_kwargs)
     except KeyboardInterrupt:
-        raise TrainingInterrupted(f"interrupted; the last epoch's backup is in {run.backup}; "
-                                  "run the same command again to resume from it") from None
+        message = interrupted() if interrupted else (f"interrupted; the last epoch's backup is in {run.backup}; "
+                                                      "run the same command again to resume from it")
+        raise TrainingInterrupted(message) from None
     return time.perf_counter() - began

@@ -31,7 +31,7 @@ BENCH = Path(__file__).resolve().parent
 # Each row changes the recipe in one way: "-x" takes an ingredient out, "+x" puts one in that the recipe leaves out
 # (so a measured loser still has its row). A row appears only where the change alters the recipe.
 CHANGES = {
-    "-clusters": ("no k-means clusters: G draws from plain noise, D judges images alone", {"clusters": 0}),
+    "-clusters": ("no k-means clusters: G draws from plain noise, D judges images alone", {"condition": "none"}),
     "-truncation": ("samples from plain N(0, I) noise (the recipe's run, not truncated)", {"truncation": 0.0}),
     "-ema": ("no EMA generator", {"ema_decay": 0.0}),
     "-r1": ("no R1 penalty", {"r1_gamma": 0.0}),
@@ -45,7 +45,7 @@ CHANGES = {
     "+augment-color": ("with DiffAugment (color only)", {"augment": "color"}),
 }
 # The MLP GAN before any of these ingredients (Goodfellow et al. with Radford et al.'s Adam): the old default.
-CLASSIC = {"augment": "", "ema_decay": 0.0, "r1_gamma": 0.0, "r1_interval": 1, "clusters": 0, "truncation": 0.0,
+CLASSIC = {"augment": "", "ema_decay": 0.0, "r1_gamma": 0.0, "r1_interval": 1, "condition": "none", "truncation": 0.0,
            "loss": "non_saturating", "label_smoothing": 0.1,
            "dropout": 0.3, "spectral_norm": False, "learning_rate": 2e-4, "beta_1": 0.5, "beta_2": 0.999,
            "d_learning_rate_ratio": 1.0, "batch_size": 64}

@@ -27,7 +27,7 @@ VARIANTS = {  # name: (precision, jit_compile; None = eager)
 
 # The step this bench times and counts: the plain MLP GAN's, unconditioned. The default recipe's k-means clusters add a
 # one-hot to G's and D's inputs (and need each batch's clusters), which `step_gemm_shapes` does not count.
-PLAIN_STEP = {"clusters": 0}
+PLAIN_STEP = {"condition": "none"}
 
 
 def step_gemm_shapes(config: GANConfig, batch_size: int) -> list[tuple[int, int, int]]:
@@ -78,7 +78,7 @@ def gemm_ceiling_steps_per_s(config: GANConfig, batch_size: int, steps: int, rep
 
 def _step_fn(config, jit):
     gan = GAN(config)
-    return gan, (gan.train_step if jit is None else gan.compiled_train_step(jit_compile=jit))
+    return gan, (gan.train_step if jit is None else tf.function(gan.train_step, jit_compile=jit))
 
 
 def _rate(step, next_batch, steps: int) -> float:

@@ -53,7 +53,7 @@ def test_bad_generate_inputs_are_one_line_errors(tiny_text_run, tmp_path, capsys
 
 def test_digit_needs_a_conditional_gan(tiny_gan_run, capsys):
     assert main(["gan", "sample", "--run", str(tiny_gan_run[0]), "--digit", "7"]) == 2
-    assert "needs a GAN trained with --conditional" in capsys.readouterr().err
+    assert "needs a GAN trained with --condition digit" in capsys.readouterr().err
 
 
 def test_explicit_zero_flags_are_kept(tmp_path):
@@ -62,7 +62,7 @@ def test_explicit_zero_flags_are_kept(tmp_path):
     args = build_parser().parse_args(["gan", "train", "--out", str(tmp_path / "r"), "--seed", "0",
                                       "--label-smoothing", "0"])
     config = train_config(args)
-    assert config.seed == 0 and config.label_smoothing == 0.0 and config.conditional is False
+    assert config.seed == 0 and config.label_smoothing == 0.0 and config.condition == "cluster"
 
 
 def test_library_argument_names_become_the_commands_flags():

@@ -117,3 +117,9 @@ def _cutout(images, seed):
 
 
 _TRANSFORM_FNS = {"translation": _translation, "cutout": _cutout, "color": _color}
+
+
+def maybe_augment(images: tf.Tensor, policy: tuple[str, ...], seeds, which: int) -> tf.Tensor:
+    """The images as D sees them: augmented with stateless seed `seeds[which]` (of (2, 2): one for the real batch,
+    one for the fakes) when the recipe augments, else unchanged."""
+    return diff_augment(images, policy, seeds[which]) if policy else images

@@ -1,11 +1,12 @@
 """How good are a GAN's digits? Classifier FID and Inception-style score against real-data references, and for a
-conditional GAN whether each image shows the digit it was asked for."""
+digit-conditioned GAN whether each image shows the digit it was asked for."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from aigc_tf.gan import condition
 from aigc_tf.gan.sample import draw, load_generator
 from aigc_tf.metrics.classifier import load_classifier
 from aigc_tf.metrics.image_quality import COPIES_FIGURE, sample_quality, save_nearest_copies
@@ -14,11 +15,11 @@ EVAL_FILE = "eval.json"
 
 
 def evaluate_gan(run_dir: Path, seed: int = 0, verbose: int = 2, split: str = "test") -> dict:
-    """The run's report (`aigc_tf.metrics.image_quality.sample_quality`, plus `label_accuracy` for a conditional
-    GAN, judged by the evaluation classifier), also written to `<run>/eval.json`. `seed` draws the noise and the
-    real-data halves; `split` is where the real digits come from ("validation" to choose a recipe, "test" to report
-    one). A run that samples with truncation is also scored without it (`without_truncation`). The
-    closest sample / training-digit pairs are drawn to `<run>/nearest_copies.png`."""
+    """The run's report (`aigc_tf.metrics.image_quality.sample_quality`, plus `label_accuracy` for a
+    digit-conditioned GAN, judged by the evaluation classifier), also written to `<run>/eval.json`. `seed` draws
+    the noise and the real-data halves; `split` is where the real digits come from ("validation" to choose a
+    recipe, "test" to report one). A run that samples with truncation is also scored without it
+    (`without_truncation`). The closest sample / training-digit pairs are drawn to `<run>/nearest_copies.png`."""
     generator, config, step = load_generator(run_dir)
     drawn = {}
 
@@ -34,7 +35,7 @@ def evaluate_gan(run_dir: Path, seed: int = 0, verbose: int = 2, split: str = "t
         untruncated = sample_quality(lambda n: draw(plain, config, n, seed)[0], config.dataset, config.source,
                                      seed=seed, verbose=verbose, split=split)
         report["without_truncation"] = {key: untruncated[key] for key in ("fid", "inception_score")}
-    if config.conditional:
+    if condition.generator_takes_labels(config):
         classifier = load_classifier(config.dataset, config.source, verbose=verbose)
         report["label_accuracy"] = classifier.accuracy(drawn["images"], drawn["labels"])
     (Path(run_dir) / EVAL_FILE).write_text(json.dumps(report, indent=2))

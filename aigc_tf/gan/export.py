@@ -9,13 +9,14 @@ import keras
 import tensorflow as tf
 
 from aigc_tf.config import to_json
+from aigc_tf.gan import condition
 from aigc_tf.gan.sample import load_generator
 from aigc_tf.serving.layout import publish
 
 
 def export_gan(run_dir: Path, model_dir: Path = Path("saved_models/gan")) -> Path:
     """Export a GAN run's generator: `serving_default(noise: float32 [None, latent_dim]) -> images [None, 28, 28, 1]`
-    (a conditional GAN also takes `labels: int32 [None]`).
+    (a digit-conditioned GAN, `condition="digit"`, also takes `labels: int32 [None]`).
 
     The images are in [0, 1] (the generator's tanh output rescaled) so a client can display them directly, and
     BatchNormalization runs in inference mode, so a sample does not depend on the rest of its batch.
@@ -24,7 +25,7 @@ def export_gan(run_dir: Path, model_dir: Path = Path("saved_models/gan")) -> Pat
     archive = keras.export.ExportArchive()
 
     noise_spec = tf.TensorSpec([None, config.latent_dim], tf.float32, name="noise")
-    if config.conditional:  # + labels: int32 [None], the digit each image should show
+    if condition.generator_takes_labels(config):  # + labels: int32 [None], the digit each image should show
         archive.add_endpoint(
             name="serving_default",
             fn=lambda noise, labels: {"images": (generator([noise, labels], training=False) + 1.0) / 2.0},

@@ -4,14 +4,14 @@ Goodfellow et al. 2014, "Generative Adversarial Nets": a generator G maps noise 
 discriminator D maps an image to one logit, "real" vs "generated". MLPs are enough for 28x28 digits and keep the
 lesson on the adversarial game rather than on convolutions.
 
-Conditional variant (Mirza & Osindero 2014, "Conditional Generative Adversarial Nets"): with `config.conditional`,
+Conditional variant (Mirza & Osindero 2014, "Conditional Generative Adversarial Nets"): with `condition="digit"`,
 a one-hot label is joined to the noise at G's input and to the flattened image at D's input, so G learns p(x | y)
 and `aigc-tf gan sample --digit 7` draws sevens. The same Sequential stacks do the work; a small functional model
 only joins the inputs.
 
-Clustered variant (`config.clusters`, the default): the same conditioning on k-means clusters of the training
+Clustered variant (`condition="cluster"`, the default): the same conditioning on k-means clusters of the training
 digits instead of labels, with the cluster drawn from the noise inside G (`ClusterCode`), so G still maps noise
-alone to an image; why in aigc_tf.gan.clusters.
+alone to an image; why in aigc_tf.gan.clusters. Which variant a run is: aigc_tf.gan.condition.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ def build_generator(config) -> keras.Model:
     BatchNormalization after each hidden layer keeps the activations' scale steady while D's gradients push G
     around; tanh bounds the output to the data's [-1, 1] range.
     """
-    if not config.conditional:
+    if config.condition != "digit":
         return _generator_stack(config, config.latent_dim)
     noise = keras.Input((config.latent_dim,), name="noise")
     label = keras.Input((), dtype="int32", name="label")
     one_hot = keras.layers.CategoryEncoding(config.num_classes, output_mode="one_hot")(label)  # (B, classes)
     joined = keras.layers.Concatenate()([noise, one_hot])  # (B, Z + classes)
     return keras.Model([noise, label], _generator_stack(config, config.latent_dim + config.num_classes)(joined),
-                       name="conditional_generator")
+                       name="digit_conditional_generator")
 
 
 @keras.saving.register_keras_serializable(package="aigc_tf")
@@ -115,8 +115,8 @@ def sampler(generator: keras.Model, config) -> keras.Model:
     if not config.truncation:
         return generator
     noise = keras.Input((config.latent_dim,), name="noise")
-    truncated = TruncatedNoise(config.truncation, skip=1 if config.clusters else 0)(noise)
-    if not config.conditional:
+    truncated = TruncatedNoise(config.truncation, skip=1 if config.condition == "cluster" else 0)(noise)
+    if config.condition != "digit":
         return keras.Model(noise, generator(truncated), name="truncated_generator")
     label = keras.Input((), dtype="int32", name="label")
     return keras.Model([noise, label], generator([truncated, label]), name="truncated_generator")
@@ -139,7 +139,7 @@ def all_layers(model: keras.Model):
 
 def _generator_stack(config, input_dim: int) -> keras.Sequential:
     layers = [keras.Input((input_dim,), name="noise")]
-    if config.clusters:
+    if config.condition == "cluster":
         layers.append(ClusterCode(config.clusters))
     for units in config.generator_units:
         layers += [
@@ -160,20 +160,15 @@ def build_discriminator(config) -> keras.Model:
     No BatchNormalization here: it would mix real and fake statistics inside a batch. Dropout keeps D from
     memorising the (small) training set and overpowering G.
     """
-    if not judges_with_labels(config):
+    if config.condition == "none":
         return _discriminator_stack(config, [keras.Input(IMAGE_SHAPE, name="image"), keras.layers.Flatten()])
-    classes = config.clusters or config.num_classes
+    classes = config.clusters if config.condition == "cluster" else config.num_classes
     image = keras.Input(IMAGE_SHAPE, name="image")
     label = keras.Input((), dtype="int32", name="label")
     one_hot = keras.layers.CategoryEncoding(classes, output_mode="one_hot")(label)
     joined = keras.layers.Concatenate()([keras.layers.Flatten()(image), one_hot])  # (B, 784 + classes)
     stack = _discriminator_stack(config, [keras.Input((IMAGE_PIXELS + classes,), name="image_and_label")])
-    return keras.Model([image, label], stack(joined), name="conditional_discriminator")
-
-
-def judges_with_labels(config) -> bool:
-    """Whether D takes [image, label]: the digit for a conditional GAN, the k-means cluster for a clustered one."""
-    return bool(config.conditional or config.clusters)
+    return keras.Model([image, label], stack(joined), name=f"{config.condition}_conditional_discriminator")
 
 
 def _discriminator_stack(config, layers: list) -> keras.Sequential:

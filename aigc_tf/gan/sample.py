@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from aigc_tf import AigcError
+from aigc_tf.gan import condition
 from aigc_tf.gan.models import build_generator, sampler
 from aigc_tf.runs import RunFolder
 
@@ -16,20 +17,23 @@ from aigc_tf.runs import RunFolder
 CHECKPOINT_ERRORS = (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError)
 
 
+def to_generator_range(images01):
+    """Pixels in [0, 1] -> the generator's tanh range [-1, 1], where D judges images."""
+    return images01 * 2.0 - 1.0
+
+
+def from_generator_range(images):
+    """The generator's tanh range [-1, 1] -> pixels in [0, 1], for display and for the evaluation classifier."""
+    return (images + 1.0) / 2.0
+
+
 def generate(generator: keras.Model, noise, labels=None) -> np.ndarray:
-    """Images in [0, 1], (N, 28, 28, 1), from noise (N, Z) [and labels (N,) for a conditional generator], with
+    """Images in [0, 1], (N, 28, 28, 1), from noise (N, Z) [and labels (N,) for a digit-conditioned generator], with
     BatchNormalization in inference mode, so an image does not depend on the rest of its batch."""
     noise = tf.convert_to_tensor(noise, tf.float32)
     inputs = noise if labels is None else [noise, tf.convert_to_tensor(labels, tf.int32)]
     images = tf.cast(generator(inputs, training=False), tf.float32)
-    return ((images + 1.0) / 2.0).numpy()
-
-
-def grid_labels(config) -> np.ndarray | None:
-    """For a conditional GAN, the labels of the sample grid: each row counts 0, 1, 2, ... so columns share a digit."""
-    if not config.conditional:
-        return None
-    return np.arange(config.grid_size**2) % config.grid_size % config.num_classes
+    return from_generator_range(images).numpy()
 
 
 def load_generator(run_dir: Path, averaged: bool = True,
@@ -37,7 +41,7 @@ def load_generator(run_dir: Path, averaged: bool = True,
     """The generator of a run at its latest checkpoint: (generator, config, step).
 
     A run that keeps an exponential moving average of G's weights (`ema_decay`) gives the average unless
-    `averaged=False`: it is the better sampler (aigc_tf.gan.train.GAN.update_ema), and what eval and export use.
+    `averaged=False`: it is the better sampler (aigc_tf.gan.ema), and what eval and export use.
     With the run's `truncation` (or `truncation` given here instead, 0 = none) the generator samples truncated
     noise (`models.sampler`); the config returned says which.
     """
@@ -66,14 +70,13 @@ def load_generator(run_dir: Path, averaged: bool = True,
 
 def draw(generator: keras.Model, config, num: int, seed: int = 0, digit: int | None = None,
          chunk: int = 500) -> tuple[np.ndarray, np.ndarray | None]:
-    """`num` images from noise drawn with `seed`, and their labels: for a conditional GAN `digit` (0-9) every
-    time, or 0, 1, 2, ... in turn; None for an unconditional one. In chunks of `chunk`, for any `num`."""
-    if digit is not None and not config.conditional:
-        raise AigcError("this is an unconditional GAN; drawing one `digit` needs a GAN trained with `conditional`")
+    """`num` images from noise drawn with `seed`, and their labels: for a digit-conditioned GAN `digit` (0-9) every
+    time, or 0, 1, 2, ... in turn; None for the others. In chunks of `chunk`, for any `num`."""
+    if digit is not None and not condition.generator_takes_labels(config):
+        raise AigcError(f"this GAN was trained with condition={config.condition!r}; drawing one `digit` needs a GAN "
+                        "trained with --condition digit")
     noise = np.random.default_rng(seed).standard_normal((num, config.latent_dim)).astype(np.float32)
-    labels = None
-    if config.conditional:
-        labels = np.full(num, digit) if digit is not None else np.arange(num) % config.num_classes
+    labels = condition.sample_labels(config, num, digit)
     images = np.concatenate([generate(generator, noise[i:i + chunk], None if labels is None else labels[i:i + chunk])
                              for i in range(0, num, chunk)])
     return images, labels

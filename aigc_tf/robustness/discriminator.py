@@ -12,10 +12,10 @@ D is not a detector of adversarial examples and was not trained as one; a low sc
 the data D knows. With the hinge loss (`GANConfig.loss="hinge"`) sigmoid(logit) is a monotone score rather than a
 calibrated probability; the comparison between rows stays meaningful.
 
-D lives only in the run's `tf.train.Checkpoint` (the generator alone is exported), so it is restored from the
-latest checkpoint as the training resume restores it (`aigc_tf.gan.train.GAN.restore`): build the network from the
-run's config, restore, and assert that every one of its variables was found, so a run written by another
-architecture is one clear error rather than a randomly initialised D.
+D lives only in the run's `tf.train.Checkpoint` (the generator alone is exported), so it is restored by the
+training's own code (`aigc_tf.gan.train.GAN.restore`, which asserts that every variable was found: a run written by
+another architecture is one clear error rather than a randomly initialised D), and it judges images with what the
+run's `condition` says (`aigc_tf.gan.condition`), in the generator's pixel range (`aigc_tf.gan.sample`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import tensorflow as tf
 
 from aigc_tf import AigcError
 from aigc_tf.gan import clusters as clustering
-from aigc_tf.gan.models import build_discriminator, judges_with_labels
-from aigc_tf.gan.sample import CHECKPOINT_ERRORS, draw, load_generator
+from aigc_tf.gan import condition
+from aigc_tf.gan.sample import draw, to_generator_range
 from aigc_tf.runs import RunFolder
 
 
@@ -45,46 +45,36 @@ class GANNetworks:
 
 
 def load_gan_networks(run_dir: Path) -> GANNetworks:
-    """The discriminator and the sampling generator of a GAN run at its latest checkpoint.
+    """The discriminator and the sampling generator of a GAN run at its latest checkpoint, restored as a resumed
+    training run restores them (`GAN.restore`)."""
+    from aigc_tf.gan.train import GAN
 
-    The sampling generator is the one `aigc_tf.gan.sample.load_generator` gives (the EMA copy when the run keeps
-    one, with its checks); D is restored from the same checkpoint, which must hold every variable D owns.
-    """
     run = RunFolder(Path(run_dir))
     if not run.path.is_dir():
         raise AigcError(f"`gan_run` {run.path} does not exist; train one first (`aigc-tf gan train --out {run.path}`)")
-    generator, config, step = load_generator(run.path)
-    latest = tf.train.latest_checkpoint(str(run.checkpoints))
-    discriminator = build_discriminator(config)
-    try:
-        status = tf.train.Checkpoint(discriminator=discriminator).restore(latest)
-        status.expect_partial()  # the generators, the optimisers and the noise generator are left in the checkpoint
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError):  # a variable missing from the checkpoint, or one of another shape
-        raise AigcError(f"checkpoint {latest} does not match the run's config.json (a discriminator of another "
-                        "size; written by another aigc_tf version?); train a new GAN run") from None
-    except CHECKPOINT_ERRORS as err:
-        raise AigcError(f"checkpoint {latest} is unreadable ({type(err).__name__}); delete its files to fall back "
-                        "to the previous checkpoint") from None
-    centroids = clustering.load(run.path).centroids if config.clusters else None
-    return GANNetworks(discriminator, generator, config, step, run.path, centroids)
+    config = run.load_config("gan")
+    gan = GAN(config)
+    if gan.restore(run.checkpoints) is None:
+        raise AigcError(f"{run.path} has no checkpoint yet; train it first (`aigc-tf gan train --out {run.path}`)")
+    centroids = clustering.load(run.path).centroids if config.condition == "cluster" else None
+    return GANNetworks(gan.discriminator, gan.sampling_generator, config, int(gan.step.numpy()), run.path, centroids)
 
 
 def realness(gan: GANNetworks, images: np.ndarray, labels: np.ndarray | None = None,
              batch_size: int = 500) -> np.ndarray:
     """D's belief "real", sigmoid(logit) (N,), for images (N, 28, 28, 1) in [0, 1].
 
-    D was trained on the generator's tanh range, so pixels go to [-1, 1] first (x * 2 - 1). A conditional D also
-    judges each image with a label: the digit's true label for test digits, the asked-for one for samples. A
-    clustered D judges each image with its nearest k-means cluster, as it judged the training digits.
+    D was trained on the generator's tanh range, so pixels go to [-1, 1] first. A digit-conditioned D also judges
+    each image with a label: the digit's true label for test digits, the asked-for one for samples. A clustered D
+    judges each image with its nearest k-means cluster, as it judged the training digits.
     """
-    if gan.config.clusters:
-        labels = clustering.assign(images, gan.centroids)
+    labels = condition.labels_of_images(gan.config, images, labels, gan.centroids)
     out = []
     for start in range(0, len(images), batch_size):
-        x = tf.constant(images[start:start + batch_size], tf.float32) * 2.0 - 1.0
-        inputs = [x, tf.constant(labels[start:start + batch_size], tf.int32)] if judges_with_labels(gan.config) else x
-        out.append(tf.sigmoid(tf.cast(gan.discriminator(inputs, training=False), tf.float32))[:, 0].numpy())
+        x = to_generator_range(tf.constant(images[start:start + batch_size], tf.float32))
+        y = None if labels is None else tf.constant(labels[start:start + batch_size], tf.int32)
+        logits = condition.judge(gan.config, gan.discriminator, x, y, training=False)
+        out.append(tf.sigmoid(tf.cast(logits, tf.float32))[:, 0].numpy())
     return np.concatenate(out)
 
 
@@ -106,7 +96,7 @@ def discriminator_report(gan: GANNetworks, images: np.ndarray, labels: np.ndarra
 
     attacks = sorted({attack for attack, _ in adversarial})
     return {
-        "run": str(gan.run_dir), "step": gan.step, "loss": gan.config.loss, "conditional": gan.config.conditional,
+        "run": str(gan.run_dir), "step": gan.step, "loss": gan.config.loss, "condition": gan.config.condition,
         "score": "mean sigmoid(D(x)), D's belief that x is real", "epsilons": list(epsilons),
         "clean": mean_realness(images),
         "generated": mean_realness(samples, sample_labels),

@@ -14,7 +14,7 @@ from stock_server import serve
 
 
 def test_the_label_input_changes_the_generated_image():
-    generator = build_generator(GANConfig.tiny(conditional=True))
+    generator = build_generator(GANConfig.tiny(condition="digit"))
     noise = np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32)
     same_noise = np.repeat(noise[:1], 2, axis=0)
     a, b = generate(generator, same_noise, labels=[3, 7])
@@ -32,7 +32,7 @@ def conditional_run(tmp_path_factory, mnist_train):
     learning rate than the tiny config's (which after 200 steps still draws one grey blob for every label), and no
     EMA or truncation (the settings the thresholds below were measured with)."""
     run_dir = tmp_path_factory.mktemp("runs") / "cgan"
-    config = GANConfig.tiny(conditional=True, batch_size=128, generator_units=(256,), discriminator_units=(256,),
+    config = GANConfig.tiny(condition="digit", batch_size=128, generator_units=(256,), discriminator_units=(256,),
                             learning_rate=2e-3, ema_decay=0.0, truncation=0.0)
     return run_dir, train(config, run_dir, steps=STEPS, verbose=False)
 
@@ -41,7 +41,7 @@ def test_conditional_gan_trains_with_the_xla_step(conditional_run):
     run_dir, result = conditional_run
     assert result.step == STEPS
     generator, config, _ = load_generator(run_dir)
-    assert config.conditional and len(generator.inputs) == 2
+    assert config.condition == "digit" and len(generator.inputs) == 2
 
 
 @pytest.mark.slow

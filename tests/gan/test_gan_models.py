@@ -20,7 +20,7 @@ def test_default_networks_are_sequential_mlps_of_the_seed_layers():
     assert dense_units == [256, 512, 1024, 784]
     assert g.input_shape == (None, 100) and g.output_shape == (None, 28, 28, 1)
     assert d.output_shape == (None, 1)
-    plain = build_discriminator(config.replace(clusters=0))  # without clusters D is the Sequential stack itself
+    plain = build_discriminator(config.replace(condition="none"))  # unconditioned, D is the Sequential stack itself
     assert isinstance(plain, keras.Sequential) and plain.input_shape == (None, 28, 28, 1)
 
 

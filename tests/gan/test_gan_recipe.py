@@ -12,7 +12,7 @@ import tensorflow as tf
 from aigc_tf import AigcError
 from aigc_tf.cli import build_parser
 from aigc_tf.config import GANConfig, from_dict, to_json
-from aigc_tf.gan import augment, clusters, losses, models
+from aigc_tf.gan import augment, clusters, losses, models, r1
 from aigc_tf.gan.sample import load_generator
 from aigc_tf.gan.train import GAN, train_gan
 
@@ -81,14 +81,14 @@ def test_unknown_augmentation_is_a_clear_error(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- EMA
 def test_ema_weights_follow_the_formula(digits):
-    gan = GAN(GANConfig.tiny(clusters=0, ema_decay=0.9, batch_size=8))
+    gan = GAN(GANConfig.tiny(condition="none", ema_decay=0.9, batch_size=8))
     for average, weight in zip(gan.generator_ema.weights, gan.generator.weights):
         np.testing.assert_array_equal(average.numpy(), weight.numpy())  # starts as a copy of G
-    step = gan.compiled_train_step(jit_compile=False)
+    step = tf.function(gan.train_step, jit_compile=False)
     noise = tf.random.stateless_normal([8, gan.config.latent_dim], seed=[1, 2])
     for t in range(1, 4):
         before = [v.numpy().copy() for v in gan.generator_ema.trainable_variables]
-        step(digits, noise=noise)
+        step((digits, None, noise))
         decay = min(0.9, (1 + t) / (10 + t))
         for prev, average, weight in zip(before, gan.generator_ema.trainable_variables,
                                          gan.generator.trainable_variables):
@@ -139,14 +139,14 @@ def test_r1_adds_half_gamma_times_the_squared_input_gradient_on_real_images(digi
     gamma = 5.0
     noise = tf.random.stateless_normal([8, 8], seed=[1, 2])
     d_losses = {}
-    for r1 in (0.0, gamma):
-        gan = GAN(GANConfig.tiny(clusters=0, dropout=0.0, batch_size=8, r1_gamma=r1))
+    for weight in (0.0, gamma):
+        gan = GAN(GANConfig.tiny(condition="none", dropout=0.0, batch_size=8, r1_gamma=weight))
         with tf.GradientTape() as tape:
             tape.watch(digits)
             logits = tf.reduce_sum(gan.discriminator(digits, training=True))
         expected = gamma / 2 * float(tf.reduce_mean(tf.reduce_sum(tf.square(tape.gradient(logits, digits)),
                                                                   axis=[1, 2, 3])))
-        d_losses[r1] = float(gan.train_step(digits, noise=noise)["d_loss"])
+        d_losses[weight] = float(gan.train_step((digits, None, noise))["d_loss"])
     assert expected > 0
     assert d_losses[gamma] - d_losses[0.0] == pytest.approx(expected, rel=1e-4)
 
@@ -155,19 +155,24 @@ def test_lazy_r1_adds_the_penalty_of_k_steps_on_every_kth_step_only(digits):
     """With r1_interval k the regularising step's penalty is k times the every-step one; the others carry none."""
     noise = tf.random.stateless_normal([8, 8], seed=[1, 2])
 
-    def d_loss(regularize=True, **changes):
-        gan = GAN(GANConfig.tiny(clusters=0, dropout=0.0, batch_size=8, **{"r1_gamma": 5.0, **changes}))
-        return gan, float(gan.train_step(digits, noise=noise, regularize=regularize)["d_loss"])
+    def d_loss(regularize=None, at_step=0, **changes):
+        gan = GAN(GANConfig.tiny(condition="none", dropout=0.0, batch_size=8, **{"r1_gamma": 5.0, **changes}))
+        gan.step.assign(at_step)
+        if regularize is None:  # left to the step counter: inside XLA, a tf.cond
+            return float(tf.function(gan.train_step, jit_compile=True)((digits, None, noise))["d_loss"])
+        return float(gan.train_step((digits, None, noise), regularize=regularize)["d_loss"])
 
-    _, plain = d_loss(r1_gamma=0.0)
-    _, every = d_loss()
-    lazy, lazy_loss = d_loss(r1_interval=4)
-    _, skipped = d_loss(r1_interval=4, regularize=False)
+    plain = d_loss(r1_gamma=0.0, regularize=False)
+    every = d_loss(regularize=True)
+    lazy_loss = d_loss(r1_interval=4, regularize=True)
+    skipped = d_loss(r1_interval=4, regularize=False)
     assert every - plain > 0
     assert lazy_loss - plain == pytest.approx(4 * (every - plain), rel=1e-4)
     assert skipped == pytest.approx(plain, rel=1e-6)
-    assert [lazy.regularizes(step) for step in range(9)] == [True, False, False, False] * 2 + [True]
-    assert not GAN(GANConfig.tiny(r1_gamma=0.0)).regularizes(0)
+    assert d_loss(r1_interval=4, at_step=8) == pytest.approx(lazy_loss, rel=1e-4)
+    assert d_loss(r1_interval=4, at_step=9) == pytest.approx(plain, rel=1e-4)
+    assert [r1.applies(step, 5.0, 4) for step in range(9)] == [True, False, False, False] * 2 + [True]
+    assert not r1.applies(0, 0.0, 1)
 
 
 # ---------------------------------------------------------------------------------------------- clusters
@@ -218,7 +223,7 @@ def test_clustered_d_judges_real_digits_with_their_cluster_and_fakes_with_the_dr
     wrong = losses.discriminator_loss("non_saturating", gan.discriminator([digits, another]),
                                       gan.discriminator([fake, drawn]))
     assert not np.isclose(float(tf.reduce_mean(expected)), float(tf.reduce_mean(wrong)))  # the labels matter
-    out = gan.train_step(digits, real_clusters, noise=noise)
+    out = gan.train_step((digits, real_clusters, noise))
     assert float(out["d_loss"]) == pytest.approx(float(tf.reduce_mean(expected)), rel=1e-5)
 
 
@@ -277,14 +282,24 @@ def test_a_truncated_run_samples_through_the_same_weights_and_is_scored_both_way
         scores.frechet_distance_from_features(plain_features, real_features))
 
 
-def test_a_conditional_gan_has_no_clusters():
-    assert GANConfig(conditional=True, clusters=50).clusters == 0
-    assert GANConfig(clusters=50).clusters == 50
+def test_one_explicit_condition_and_old_run_configs_still_load(tmp_path):
+    assert GANConfig().condition == "cluster" and GANConfig().clusters == 50
+    assert GANConfig(condition="digit", clusters=50).clusters == 50  # kept as written; the digits condition G and D
+    old = json.loads(to_json(GANConfig()))
+    del old["condition"]
+    assert from_dict({**old, "conditional": True}).condition == "digit"
+    assert from_dict({**old, "conditional": False, "clusters": 0}).condition == "none"
+    assert from_dict({**old, "conditional": False, "clusters": 50}).condition == "cluster"
+    with pytest.raises(AigcError, match="unknown `condition` 'digits'; choose one of none, digit, cluster") as info:
+        train_gan(GANConfig.tiny(condition="digits"), tmp_path / "b", steps=1, verbose=False)
+    assert "\n" not in str(info.value)
+    assert models.build_discriminator(GANConfig.tiny(condition="none")).name == "discriminator"
+    assert models.build_discriminator(GANConfig.tiny()).name == "cluster_conditional_discriminator"
 
 
 def test_recipe_values_that_make_no_sense_are_refused(tmp_path):
-    with pytest.raises(AigcError, match="`clusters` must be >= 0"):
-        train_gan(GANConfig.tiny(clusters=-1), tmp_path / "a", steps=1, verbose=False)
+    with pytest.raises(AigcError, match="`clusters` must be >= 1 with condition='cluster'"):
+        train_gan(GANConfig.tiny(clusters=0), tmp_path / "a", steps=1, verbose=False)
     with pytest.raises(AigcError, match="`r1_interval` must be >= 1"):
         train_gan(GANConfig.tiny(r1_interval=0), tmp_path / "c", steps=1, verbose=False)
     assert not any(tmp_path.iterdir())
@@ -297,7 +312,7 @@ def test_fp16_step_scales_the_loss_and_computes_the_fp32_update(digits):
     noise = tf.random.stateless_normal([8, 8], seed=[1, 2])
     weights = {}
     for precision in ("fp32", "fp16"):
-        gan = GAN(GANConfig.tiny(clusters=0, dropout=0.0, batch_size=8, precision=precision, learning_rate=1e-2))
+        gan = GAN(GANConfig.tiny(condition="none", dropout=0.0, batch_size=8, precision=precision, learning_rate=1e-2))
         start = [v.numpy().copy() for v in gan.generator.trainable_variables]
         if precision == "fp16":
             assert isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
@@ -308,7 +323,7 @@ def test_fp16_step_scales_the_loss_and_computes_the_fp32_update(digits):
                 # lower so that all three steps update.
                 optimizer.dynamic_scale.assign(256.0)
         for _ in range(3):
-            gan.train_step(digits, noise=noise)
+            gan.train_step((digits, None, noise))
         if precision == "fp16":
             assert float(gan.g_optimizer.dynamic_scale.numpy()) == 256.0  # no step was skipped
         weights[precision] = [v.numpy() for v in gan.generator.trainable_variables]
@@ -322,11 +337,11 @@ def test_fp16_step_scales_the_loss_and_computes_the_fp32_update(digits):
 
 
 def test_fp16_skips_a_step_whose_gradients_overflow(digits):
-    gan = GAN(GANConfig.tiny(clusters=0, dropout=0.0, batch_size=8, precision="fp16"))
+    gan = GAN(GANConfig.tiny(condition="none", dropout=0.0, batch_size=8, precision="fp16"))
     scale = float(gan.d_optimizer.dynamic_scale.numpy())
     before = [v.numpy().copy() for v in gan.discriminator.trainable_variables]
     huge = tf.fill(tf.shape(digits), 6e4)  # float16's limit is 65504: D's activations overflow to inf
-    gan.train_step(huge, noise=tf.zeros([8, 8]))
+    gan.train_step((huge, None, tf.zeros([8, 8])))
     assert float(gan.d_optimizer.dynamic_scale.numpy()) == scale / 2  # the scale halves...
     for a, b in zip(before, gan.discriminator.trainable_variables):
         np.testing.assert_array_equal(a, b.numpy())  # ...and the weights are left as they were

@@ -56,12 +56,12 @@ def test_mirrored_gan_step_equals_one_device_on_the_same_global_batch(tmp_path):
         strategy = distribute.select_strategy(name)
         with strategy.scope():
             gan = GAN(config)
-        step = gan.distributed_train_step(strategy)
-        batch = (images, real_clusters, noise)
+            gan.compile(jit_compile=False)
+        gan.make_train_function()  # the step `fit` runs: under a strategy, strategy.run and a cross-replica reduce
+        batches = tf.data.Dataset.from_tensors((images, real_clusters, noise))
         if distribute.is_distributed(strategy):
-            batch = next(iter(strategy.experimental_distribute_dataset(
-                tf.data.Dataset.from_tensors((images, real_clusters, noise)))))
-        losses = step(*batch)
+            batches = strategy.experimental_distribute_dataset(batches)  # splits the global batch over replicas
+        losses = gan.train_function(iter(batches))
         result[name] = {{"replicas": strategy.num_replicas_in_sync,
                          "losses": {{k: float(v) for k, v in losses.items()}},
                          "generator": [v.numpy().ravel().tolist() for v in gan.generator.trainable_variables]}}

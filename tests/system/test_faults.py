@@ -138,8 +138,10 @@ def test_nan_loss_stops_the_gan_and_keeps_the_last_good_checkpoint(tmp_path, mni
     run = tmp_path / "run"
     train(config, run, steps=4, verbose=False)  # one good epoch
     good = tf.train.latest_checkpoint(str(run / "checkpoints"))
-    with pytest.raises(AigcError, match="NaN/Inf .* the last good checkpoint .* is kept"):
+    with pytest.raises(AigcError, match="the [dg]_loss became (nan|inf|-inf) at step .* the last good checkpoint .* is "
+                                       "kept") as info:
         train(config.replace(learning_rate=1e30), run, steps=12, verbose=False)
+    assert "\n" not in str(info.value)
     assert tf.train.latest_checkpoint(str(run / "checkpoints")) == good
 
 
