@@ -254,8 +254,11 @@ def test_a_field_with_help_metadata_is_a_validated_flag_and_tuples_take_commas()
     assert "(default: none)" in text and "(default: 4)" in text and "(default: 0.5,1)" in text
 
 
-def test_conditional_is_still_a_switch_of_gan_train(tmp_path):
+def test_condition_is_one_choice_of_gan_train(tmp_path, capsys):
     from aigc_tf.commands import train_config
 
-    args = build_parser().parse_args(["gan", "train", "--out", str(tmp_path / "r"), "--conditional"])
-    assert train_config(args).conditional is True
+    args = build_parser().parse_args(["gan", "train", "--out", str(tmp_path / "r"), "--condition", "digit"])
+    assert train_config(args).condition == "digit"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["gan", "train", "--conditional"])  # the old switch is gone, not silently kept
+    assert "--conditional" in capsys.readouterr().err
