@@ -51,6 +51,19 @@ def set_initial_epoch(model, epoch: int) -> None:
 _DISABLE_XLA_SYMBOL = "_ZN10tensorflow21DisableXlaCompilationEv"  # tensorflow::DisableXlaCompilation()
 
 
+def train_under_scope_strategy(model) -> None:
+    """Let `model.fit` take its distribution strategy from the enclosing `strategy.scope()` instead of its own.
+
+    A Keras model built under a strategy remembers it, and `fit` then starts with a "symbolic build" that
+    MEAN-reduces the first distributed batch across replicas in eager mode; under `MultiWorkerMirroredStrategy`
+    that eager reduce fails ("Attempt to convert a value (PerReplica...) to a Tensor", keras-team/keras#20329).
+    Every variable of the GAN is built before `fit`, so the build has nothing to do: forgetting the strategy skips
+    it, and `fit` run inside `strategy.scope()` distributes the data and the step exactly as before.
+    Private: `Model._distribute_strategy`.
+    """
+    model._distribute_strategy = None
+
+
 def disable_xla_compilation() -> None:
     """Switch XLA off in this process exactly as `tensorflow_model_server` does by default.
 

@@ -65,6 +65,23 @@ def test_set_initial_epoch_makes_fit_start_there():
     assert seen == [2, 3]
 
 
+def test_train_under_scope_strategy_makes_fit_use_the_strategy_in_scope():
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+    assert model.distribute_strategy is strategy  # remembered from the scope it was built in
+    compat.train_under_scope_strategy(model)
+    assert model.distribute_strategy is not strategy  # outside the scope: the default strategy
+    with strategy.scope():
+        assert model.distribute_strategy is strategy
+        model.fit(np.ones((4, 2), np.float32), np.ones((4, 1), np.float32), verbose=0)
+
+
 def test_disable_xla_compilation_makes_jit_functions_fail_as_in_the_model_server():
     code = """
 import tensorflow as tf

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aigc_tf import AigcError, distribute, plots
+from aigc_tf import AigcError, compat, distribute, plots
 from aigc_tf.callbacks import StopOnNonFiniteLoss
 from aigc_tf.data import images as image_data
 from aigc_tf.gan import augment, condition, ema, losses, r1
@@ -73,6 +73,7 @@ class GAN(keras.Model):
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRICS}
+        self.multi_worker = False  # set by train_gan under MultiWorkerMirroredStrategy (see _track)
         tracked = {"generator_ema": self.generator_ema} if self.generator_ema is not None else {}
         self.checkpoint = tf.train.Checkpoint(
             generator=self.generator, discriminator=self.discriminator, g_optimizer=self.g_optimizer,
@@ -143,7 +144,10 @@ class GAN(keras.Model):
     def _track(self, **values):
         for name, value in values.items():
             self.trackers[name].update_state(tf.reduce_mean(value))  # this replica's mean of equal-sized shares
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if self.multi_worker:  # Keras' multi-worker `fit` MEAN-reduces every log along axis 0, which a scalar lacks
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
 
     @property
     def sampling_generator(self) -> keras.Model:
@@ -344,6 +348,9 @@ def _fit(config, run: RunFolder, dist, chief: bool, train_data, steps_per_epoch:
     with dist.scope():
         gan = GAN(config)
         gan.compile(jit_compile=config.jit_compile and not distribute.is_distributed(dist))  # see the docstring
+    if isinstance(dist, tf.distribute.MultiWorkerMirroredStrategy):
+        compat.train_under_scope_strategy(gan)
+        gan.multi_worker = True
     labels = condition.real_labels(config, run, train_data.images, train_data.labels, chief, say)
     condition.give_shares(config, (gan.generator, gan.generator_ema), labels)
     manager = tf.train.CheckpointManager(gan.checkpoint, str(distribute.write_dir(dist, run.checkpoints)),
@@ -375,9 +382,10 @@ def _fit(config, run: RunFolder, dist, chief: bool, train_data, steps_per_epoch:
         for first_epoch, epochs, length in _epoch_plan(start, total_steps, steps_per_epoch):
             data = image_data.training_batches(train_data.images, config.batch_size, config.seed,
                                                start_step=int(gan.step.numpy()), labels=labels)
-            fit_run(run, gan, data, guards=[guard, epoch_end], interrupted=interrupted, history_csv=False,
-                    verbose=verbose, chief=chief, initial_epoch=first_epoch, epochs=first_epoch + epochs,
-                    steps_per_epoch=length)
+            with dist.scope():  # `fit` distributes with the strategy in scope (see compat.train_under_scope_strategy)
+                fit_run(run, gan, data, guards=[guard, epoch_end], interrupted=interrupted, history_csv=False,
+                        verbose=verbose, chief=chief, initial_epoch=first_epoch, epochs=first_epoch + epochs,
+                        steps_per_epoch=length)
     finally:
         epoch_end.close()
         if not chief:
