@@ -6,6 +6,7 @@
 #                 adversarial-robustness runs, then results/ (the README's tables)
 #   make notebooks         set up, fetch the data, install JupyterLab if missing, open the tutorials
 #   make strip-notebooks   remove outputs and execution counts from the notebooks before committing
+#   make render-notebooks  execute the notebooks at full size and write notebooks/rendered/ (Markdown with figures)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -89,6 +90,13 @@ notebooks: data
 
 strip-notebooks: setup
 	$(BIN)/python notebooks/strip_outputs.py notebooks/*.ipynb
+
+# Execute every notebook at its default (full) size in a fresh kernel and write notebooks/rendered/<name>.md with its
+# figures, the copies GitHub shows (about an hour and a half on 2 cores); the committed .ipynb stay stripped.
+# One notebook: make render-notebooks NOTEBOOKS=notebooks/02_vae_and_conditional_gan.ipynb
+.PHONY: render-notebooks
+render-notebooks: data
+	$(BIN)/python notebooks/render.py $(NOTEBOOKS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

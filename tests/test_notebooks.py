@@ -28,6 +28,7 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 # lessons run on the shipped base preset (it loads in seconds), with a few steps on short windows and no XLA.
 SMALL = {
     "01_gan_mnist.ipynb": dict(EPOCHS=2, SNAPSHOT_EVERY=1, EXPERIMENT_EPOCHS=1),
+    "01b_gan_advanced.ipynb": dict(STEPS=20, CLUSTER_ROWS=2, TRUNCATIONS=(0.0, 2.0)),
     "02_vae_and_conditional_gan.ipynb": dict(VAE_EPOCHS=2, MANIFOLD_EPOCHS=2, GAN_EPOCHS=2),
     "03_gpt2_text.ipynb": dict(FINETUNE_STEPS=2, STEPS_PER_EPOCH=2, SCRATCH_STEPS=2, SEQUENCE_LENGTH=32, BATCH_SIZE=4,
                                VALIDATION_BATCHES=1, EVAL_SEQUENCES=4, BLEU_SEQUENCES=2, MAX_LENGTH=24,
@@ -42,7 +43,8 @@ SMALL = {
 # Figures each notebook must show (image/png outputs), so a notebook that silently stops drawing fails. A slider's
 # figure counts once: the notebook calls its drawing function directly, and the widget draws only when a control
 # moves, which never happens headless.
-MIN_FIGURES = {"01_gan_mnist.ipynb": 7, "02_vae_and_conditional_gan.ipynb": 7, "03_gpt2_text.ipynb": 5,
+MIN_FIGURES = {"01_gan_mnist.ipynb": 7, "01b_gan_advanced.ipynb": 7, "02_vae_and_conditional_gan.ipynb": 7,
+               "03_gpt2_text.ipynb": 5,
                "04_export_and_serve.ipynb": 1, "05_robustness_and_peft.ipynb": 8}
 
 
@@ -71,7 +73,7 @@ def with_small_parameters(notebook, overrides: dict):
 
 
 def test_every_notebook_has_small_parameters_and_one_parameters_cell():
-    assert [p.name for p in NOTEBOOKS][:3] == list(SMALL)[:3], "notebooks 01-03 are the tutorials' reading order"
+    assert [p.name for p in NOTEBOOKS][:4] == list(SMALL)[:4], "notebooks 01-03 are the tutorials' reading order"
     for path in NOTEBOOKS:
         assert path.name in SMALL, f"{path.name}: add its small parameters to SMALL"
         notebook = nbformat.read(path, as_version=4)
