@@ -250,11 +250,12 @@ CHECKS = {
 }
 
 
-def check(name: str, *implementation) -> bool:
-    """Run exercise `name`'s checker on your implementation and say what it found, without raising.
+def check(name: str, *implementation) -> None:
+    """Run exercise `name`'s checker on your implementation and print what it found, without raising.
 
-    A stub still raising NotImplementedError, or a wrong answer, prints why and returns False, so a notebook run
-    top to bottom (CI, the rendered copies) goes on; the checker itself (`CHECKS[name]`) raises.
+    A stub still raising NotImplementedError, or a wrong answer, prints why, so a notebook run top to bottom (CI,
+    the rendered copies) goes on; the checker itself (`CHECKS[name]`) raises. Returns nothing, so the cell shows only
+    the verdict.
     """
     if name not in CHECKS:
         from aigc_tf import AigcError
@@ -265,9 +266,7 @@ def check(name: str, *implementation) -> bool:
     except NotImplementedError:
         print(f"{name}: not implemented yet. Fill in the cell above and run both cells again "
               "(a solution is in notebooks/solutions/).")
-        return False
     except AssertionError as err:
         print(f"{name}: not yet. {err}")
-        return False
-    print(f"{name}: all checks pass.")
-    return True
+    else:
+        print(f"{name}: all checks pass.")

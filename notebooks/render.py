@@ -38,8 +38,8 @@ def terminal_text(text: str) -> str:
     lines = []
     for line in ANSI.sub("", text).split("\n"):
         line = line.split("\r")[-1] if "\r" in line.rstrip("\r") else line.rstrip("\r")
-        while "\b" in line:
-            line = re.sub(r"[^\b]\b", "", line, count=1) if re.search(r"[^\b]\b", line) else line.replace("\b", "")
+        while "\x08" in line:  # a backspace erases the character before it
+            line = re.sub("[^\x08]\x08", "", line, count=1) if re.search("[^\x08]\x08", line) else line.replace("\x08", "")
         lines.append(line)
     return "\n".join(lines)
 

@@ -157,10 +157,11 @@ def test_check_reports_instead_of_raising(capsys):
     def stub_filter(logits, p):
         raise NotImplementedError
 
-    assert check("top_p", stub_filter) is False
+    check("top_p", stub_filter)
     assert "not implemented yet" in capsys.readouterr().out
-    assert check("top_k", lambda logits, k: logits) is False  # keeps every token
-    assert "not yet" in capsys.readouterr().out
-    assert check("top_p", solution("top_p").top_p_filter) is True
+    check("top_k", lambda logits, k: logits)  # keeps every token
+    assert "top_k: not yet. top_k_filter(k=1) row 0 kept tokens [0, 1, 2, 3, 4]" in capsys.readouterr().out
+    check("top_p", solution("top_p").top_p_filter)
+    assert capsys.readouterr().out == "top_p: all checks pass.\n"
     with pytest.raises(AigcError, match="no exercise named"):
         check("top_q", stub_filter)
