@@ -174,3 +174,25 @@ def test_notebook_runs_top_to_bottom_in_small_mode(path, tmp_path, tmp_path_fact
     figures = sum("image/png" in output.get("data", {}) for output in outputs)
     assert figures >= MIN_FIGURES[path.name], f"{path.name} showed {figures} figures"
     assert list(tmp_path.iterdir()), "the notebook wrote nothing under WORKDIR"
+
+
+def test_render_writes_markdown_with_outputs_and_figure_files(tmp_path):
+    """notebooks/render.py's page: cells in order, streams as a terminal shows them, figures as PNG files."""
+    import base64
+
+    import render
+
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+    code = nbformat.v4.new_code_cell("train()")
+    code.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="epoch 1/2 [=>  ]\x08\x08\x08\x08\x08\rdone\x1b[0m\nFID 12.5\n"),
+        nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(png).decode()}),
+        nbformat.v4.new_output("display_data", data={"text/markdown": "| a |\n|---|\n| 1 |", "text/plain": "<md>"}),
+        nbformat.v4.new_output("display_data", data={render.WIDGET: {}, "text/plain": "interactive(...)"}),
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Title"), code])
+    page = render.to_markdown(notebook, "demo", tmp_path / "demo_files")
+    assert page.index("# Title") < page.index("```python\ntrain()\n```") < page.index("```\ndone\nFID 12.5\n```")
+    assert "![figure 1](demo_files/figure_01.png)" in page and "| a |\n|---|\n| 1 |" in page
+    assert "interactive(" not in page and "sliders here in a running notebook" in page
+    assert (tmp_path / "demo_files" / "figure_01.png").read_bytes() == png
