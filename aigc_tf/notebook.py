@@ -77,7 +77,8 @@ def check_gan_losses(generator_loss, discriminator_loss) -> None:
     _close(generator_loss(logits), softplus(-l), "generator_loss([-4, 0, 4])")
     real = tf.fill([3, 1], 2.0)
     for s in (0.0, 0.1):
-        # BCE(target t, logit x) = -t log sigmoid(x) - (1 - t) log(1 - sigmoid(x)) = t softplus(-x) + (1 - t) softplus(x)
+        # BCE(target t, logit x) = -t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))
+        #                        = t softplus(-x) + (1 - t) softplus(x)
         expected = (1 - s) * softplus(-2.0) + s * softplus(2.0) + softplus(l)
         _close(discriminator_loss(real, logits, s), expected, f"discriminator_loss(real 2, fake [-4, 0, 4], {s})")
     # Non-saturating: where D rejects a fake with confidence, G still gets a gradient of about -1 per unit of logit
@@ -158,7 +159,8 @@ def check_top_k(top_k_filter) -> None:
         kept = _kept(top_k_filter(_LOGITS, k))
         for row, tokens in enumerate(expected):
             assert set(np.flatnonzero(kept[row])) == set(tokens), \
-                f"top_k_filter(k={k}) row {row} kept tokens {np.flatnonzero(kept[row]).tolist()}, expected {list(tokens)}"
+                (f"top_k_filter(k={k}) row {row} kept tokens {np.flatnonzero(kept[row]).tolist()}, "
+                 f"expected {list(tokens)}")
 
 
 def check_top_p(top_p_filter) -> None:

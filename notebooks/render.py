@@ -38,8 +38,9 @@ def terminal_text(text: str) -> str:
     lines = []
     for line in ANSI.sub("", text).split("\n"):
         line = line.split("\r")[-1] if "\r" in line.rstrip("\r") else line.rstrip("\r")
-        while "\x08" in line:  # a backspace erases the character before it
-            line = re.sub("[^\x08]\x08", "", line, count=1) if re.search("[^\x08]\x08", line) else line.replace("\x08", "")
+        while re.search("[^\x08]\x08", line):  # a backspace erases the character before it
+            line = re.sub("[^\x08]\x08", "", line, count=1)
+        line = line.replace("\x08", "")  # backspaces at the start of a line erase nothing
         lines.append(line)
     return "\n".join(lines)
 

@@ -42,7 +42,8 @@ def exercises_of(path: Path) -> list[tuple[str, str, tuple[str, ...]]]:
     for index, cell in enumerate(cells):
         if "exercise" not in cell.get("metadata", {}).get("tags", []):
             continue
-        assert index + 1 < len(cells) and cells[index + 1].cell_type == "code", f"{path.name}: no check after cell {index}"
+        assert index + 1 < len(cells) and cells[index + 1].cell_type == "code", \
+            f"{path.name}: no check cell after exercise cell {index}"
         for node in ast.walk(ast.parse(cells[index + 1].source)):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check":
                 name, *names = node.args

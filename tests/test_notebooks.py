@@ -182,10 +182,12 @@ def test_render_writes_markdown_with_outputs_and_figure_files(tmp_path):
 
     import render
 
-    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
+                           "rkJggg==")
     code = nbformat.v4.new_code_cell("train()")
     code.outputs = [
-        nbformat.v4.new_output("stream", name="stdout", text="epoch 1/2 [=>  ]\x08\x08\x08\x08\x08\rdone\x1b[0m\nFID 12.5\n"),
+        nbformat.v4.new_output("stream", name="stdout",
+                               text="epoch 1/2 [=>  ]\x08\x08\x08\x08\x08\rdone\x1b[0m\nFID 12.5\n"),
         nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(png).decode()}),
         nbformat.v4.new_output("display_data", data={"text/markdown": "| a |\n|---|\n| 1 |", "text/plain": "<md>"}),
         nbformat.v4.new_output("display_data", data={render.WIDGET: {}, "text/plain": "interactive(...)"}),
