@@ -7,6 +7,7 @@
 #   make notebooks         set up, fetch the data, install JupyterLab if missing, open the tutorials
 #   make strip-notebooks   remove outputs and execution counts from the notebooks before committing
 #   make check-docs        every figure in README.md and docs/*.md against the artifact it names (no set-up needed)
+#   make render-notebooks  execute the notebooks at full size and write notebooks/rendered/ (Markdown with figures)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -95,6 +96,13 @@ strip-notebooks: setup
 # Standard library only, so it runs before set-up; tests/test_docs.py runs the same check in make test.
 check-docs:
 	$(PYTHON) bench/check_docs.py
+
+# Execute every notebook at its default (full) size in a fresh kernel and write notebooks/rendered/<name>.md with its
+# figures, the copies GitHub shows (about an hour and a half on 2 cores); the committed .ipynb stay stripped.
+# One notebook: make render-notebooks NOTEBOOKS=notebooks/02_vae_and_conditional_gan.ipynb
+.PHONY: render-notebooks
+render-notebooks: data
+	$(BIN)/python notebooks/render.py $(NOTEBOOKS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -27,7 +27,8 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 # CI's small mode: every notebook must appear here, and every name must be a parameter of its notebook. The text
 # lessons run on the shipped base preset (it loads in seconds), with a few steps on short windows and no XLA.
 SMALL = {
-    "01_gan_mnist.ipynb": dict(EPOCHS=2, SNAPSHOT_EVERY=1, EXPERIMENT_EPOCHS=1),
+    "01_gan_mnist.ipynb": dict(EPOCHS=1, SNAPSHOT_EVERY=1, EXPERIMENT_EPOCHS=1),
+    "01b_gan_advanced.ipynb": dict(STEPS=20, CLUSTER_ROWS=2, TRUNCATIONS=(2.0,)),
     "02_vae_and_conditional_gan.ipynb": dict(VAE_EPOCHS=2, MANIFOLD_EPOCHS=2, GAN_EPOCHS=2),
     "03_gpt2_text.ipynb": dict(FINETUNE_STEPS=2, STEPS_PER_EPOCH=2, SCRATCH_STEPS=2, SEQUENCE_LENGTH=32, BATCH_SIZE=4,
                                VALIDATION_BATCHES=1, EVAL_SEQUENCES=4, BLEU_SEQUENCES=2, MAX_LENGTH=24,
@@ -42,7 +43,8 @@ SMALL = {
 # Figures each notebook must show (image/png outputs), so a notebook that silently stops drawing fails. A slider's
 # figure counts once: the notebook calls its drawing function directly, and the widget draws only when a control
 # moves, which never happens headless.
-MIN_FIGURES = {"01_gan_mnist.ipynb": 7, "02_vae_and_conditional_gan.ipynb": 7, "03_gpt2_text.ipynb": 5,
+MIN_FIGURES = {"01_gan_mnist.ipynb": 7, "01b_gan_advanced.ipynb": 7, "02_vae_and_conditional_gan.ipynb": 7,
+               "03_gpt2_text.ipynb": 5,
                "04_export_and_serve.ipynb": 1, "05_robustness_and_peft.ipynb": 8}
 
 
@@ -71,7 +73,7 @@ def with_small_parameters(notebook, overrides: dict):
 
 
 def test_every_notebook_has_small_parameters_and_one_parameters_cell():
-    assert [p.name for p in NOTEBOOKS][:3] == list(SMALL)[:3], "notebooks 01-03 are the tutorials' reading order"
+    assert [p.name for p in NOTEBOOKS][:4] == list(SMALL)[:4], "notebooks 01-03 are the tutorials' reading order"
     for path in NOTEBOOKS:
         assert path.name in SMALL, f"{path.name}: add its small parameters to SMALL"
         notebook = nbformat.read(path, as_version=4)
@@ -172,3 +174,27 @@ def test_notebook_runs_top_to_bottom_in_small_mode(path, tmp_path, tmp_path_fact
     figures = sum("image/png" in output.get("data", {}) for output in outputs)
     assert figures >= MIN_FIGURES[path.name], f"{path.name} showed {figures} figures"
     assert list(tmp_path.iterdir()), "the notebook wrote nothing under WORKDIR"
+
+
+def test_render_writes_markdown_with_outputs_and_figure_files(tmp_path):
+    """notebooks/render.py's page: cells in order, streams as a terminal shows them, figures as PNG files."""
+    import base64
+
+    import render
+
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
+                           "rkJggg==")
+    code = nbformat.v4.new_code_cell("train()")
+    code.outputs = [
+        nbformat.v4.new_output("stream", name="stdout",
+                               text="epoch 1/2 [=>  ]\x08\x08\x08\x08\x08\rdone\x1b[0m\nFID 12.5\n"),
+        nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(png).decode()}),
+        nbformat.v4.new_output("display_data", data={"text/markdown": "| a |\n|---|\n| 1 |", "text/plain": "<md>"}),
+        nbformat.v4.new_output("display_data", data={render.WIDGET: {}, "text/plain": "interactive(...)"}),
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Title"), code])
+    page = render.to_markdown(notebook, "demo", tmp_path / "demo_files")
+    assert page.index("# Title") < page.index("```python\ntrain()\n```") < page.index("```\ndone\nFID 12.5\n```")
+    assert "![figure 1](demo_files/figure_01.png)" in page and "| a |\n|---|\n| 1 |" in page
+    assert "interactive(" not in page and "sliders here in a running notebook" in page
+    assert (tmp_path / "demo_files" / "figure_01.png").read_bytes() == png
