@@ -38,7 +38,7 @@ def cmd_demo(args) -> int:
     from aigc_tf.demo import run_demo
 
     run_demo(main, args.runs, args.models, args.seed, args.gan_epochs, args.text_steps, args.vae_epochs,
-             args.started_at)
+             args.started_at, args.tiny)
     return 0
 
 
@@ -323,6 +323,8 @@ def add_demo_command(families) -> None:
     demo.add_argument("--text-steps", type=positive_int, help="a longer GPT-2 run, in steps (default: the config's "
                       f"{default_of('text', 'epochs')} epochs of {default_of('text', 'steps_per_epoch')})")
     demo.add_argument("--vae-epochs", type=positive_int, help=f"default: {default_of('vae', 'epochs')}")
+    demo.add_argument("--tiny", action="store_true",
+                      help="every stage on a tiny budget: the whole chain in minutes, to check it runs (CI does)")
     demo.add_argument("--started-at", type=float, help=argparse.SUPPRESS)  # make demo's start, for the setup time
     demo.set_defaults(handler=cmd_demo)
 

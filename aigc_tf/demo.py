@@ -23,9 +23,24 @@ GREEDY = ("--no-repeat-ngram", "3")  # greedy decoding with the repetition contr
 TOP_P = ("--sampler", "top_p", "--top-p", "0.9", "--temperature", "0.8", "--num-return-sequences", "2")
 
 
+# `--tiny`: the same commands on tiny budgets (CI runs the whole chain this way in a few minutes; a learner never
+# needs it). Each entry is appended to the command line of the stage it names.
+TINY = {
+    "gan train": ["--steps", "20", "--latent-dim", "8", "--clusters", "4"],
+    "text eval": ["--max-sequences", "4", "--bleu-samples", "2"],
+    "text generate": ["--max-length", "16"],
+    "text train": ["--steps", "2", "--steps-per-epoch", "2", "--batch-size", "2", "--sequence-length", "32"],
+    "text export": ["--max-new-tokens", "8"],
+}
+
+
 def stages(runs: Path, models: Path, seed: int, gan_epochs: int | None = None, text_steps: int | None = None,
-           vae_epochs: int | None = None) -> list[tuple[str, list[str]]]:
-    """(group, argv) for every command of the demo, in order."""
+           vae_epochs: int | None = None, tiny: bool = False) -> list[tuple[str, list[str]]]:
+    """(group, argv) for every command of the demo, in order; `tiny` adds `TINY`'s flags (and one VAE epoch)."""
+    if tiny:
+        vae_epochs = vae_epochs or 1
+        return [(group, argv + TINY.get(" ".join(argv[:2]), []))
+                for group, argv in stages(runs, models, seed, gan_epochs, text_steps, vae_epochs)]
     gan, text, vae = runs / "gan", runs / "gpt2", runs / "vae"
     prompts = [arg for prompt in PROMPTS for arg in ("--prompt", prompt)]
     seed_flag = ["--seed", str(seed)]
@@ -55,14 +70,14 @@ def stages(runs: Path, models: Path, seed: int, gan_epochs: int | None = None, t
 
 def run_demo(main, runs: Path = Path("runs"), models: Path = Path("saved_models"), seed: int = 0,
              gan_epochs: int | None = None, text_steps: int | None = None, vae_epochs: int | None = None,
-             started_at: float | None = None) -> dict:
+             started_at: float | None = None, tiny: bool = False) -> dict:
     """Run every stage through `main` (the CLI's `main(argv) -> exit status`, passed in by the CLI so that this
     module sits below it); stop at the first that fails. Returns (and writes) the stage times in seconds."""
     began = time.time()
     times: dict[str, float] = {}
     if started_at is not None:
         times["setup (venv, install, data)"] = max(0.0, began - started_at)
-    for group, argv in stages(runs, models, seed, gan_epochs, text_steps, vae_epochs):
+    for group, argv in stages(runs, models, seed, gan_epochs, text_steps, vae_epochs, tiny):
         print(f"\n$ aigc-tf {shlex.join(argv)}", file=sys.stderr, flush=True)
         start = time.perf_counter()
         status = main(argv)
