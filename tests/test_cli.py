@@ -188,11 +188,11 @@ def test_eval_stdout_is_pure_json_even_when_the_classifier_trains(tiny_gan_run, 
         return real_loader(*args, **kwargs)
 
     monkeypatch.setattr(image_quality, "load_classifier", chatty_loader)
-    run_dir, _, _ = tiny_gan_run
+    run_dir, _, trained = tiny_gan_run
     assert main(["gan", "eval", "--run", str(run_dir)]) == 0
     out = capsys.readouterr()
     report = json.loads(out.out)
-    assert report["step"] == 32 and "Epoch 1/20" in out.err
+    assert report["step"] == trained.step and "Epoch 1/20" in out.err
 
 
 def test_text_eval_prints_perplexity_loss_and_tokens(tiny_text_run, capsys):
