@@ -27,7 +27,7 @@ from aigc_tf import config as config_lib
 from aigc_tf.locks import LOCK_FILE, exclusive
 
 CONFIG_FILE = "config.json"
-# Free space a run needs before it starts: checkpoints of the default models are 20-180 MB, each written beside the
+# Free space a run needs before it starts: room for a few checkpoints of the default models, each written beside the
 # previous one. AIGC_TF_MIN_FREE_MB changes it.
 DEFAULT_MIN_FREE_MB = 500
 

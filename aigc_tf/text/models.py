@@ -57,8 +57,8 @@ def build_causal_lm(config):
 def load_preset(preset: str, sequence_length: int | None = None, dtype: str | None = None):
     """`GPT2CausalLM.from_preset` with one clear line when a hub preset cannot be reached.
 
-    Offline, Kaggle handles (`gpt2_base_en`) fail at once with a connection error and `hf://` handles after ~23 s of
-    retries with a misleading "no config.json"; both mean "this needs a network or a local folder".
+    Offline, Kaggle handles (`gpt2_base_en`) fail at once with a connection error and `hf://` handles only after
+    retries, with a misleading "no config.json"; both mean "this needs a network or a local folder".
     The sequence length is set on the preprocessor: `GPT2CausalLM.from_preset(..., sequence_length=)` ignores it.
 
     Loading runs in Keras' default safe mode even after `keras.config.enable_unsafe_deserialization()`: a preset

@@ -186,8 +186,7 @@ def stream(causal_lm, prompt: str, sampler: str = "greedy", *, max_length: int =
     forward pass runs, and the loop itself is the compiled (`tf.function`, no XLA) graph that `generate` runs for the
     non-greedy samplers on a CPU: the same ops and kernels, the same seeded draws (keras-hub's samplers draw with
     stateless random ops keyed by a `SeedGenerator`), so the same tokens. (Run eagerly instead, the loop's logits
-    differ from the graph's in the last bit, ~1e-7, and a seeded top-p text of the tiny test model then parted
-    from `generate`'s after 15 tokens.)
+    differ from the graph's in the last bit, and a seeded top-p text soon parts from `generate`'s.)
     Greedy `generate` runs the KV-cache decoder, which computes keras-hub's greedy tokens (tests/text/test_kv_decoder.py).
     On a GPU, where `generate` picks XLA by default, compare with `generate(..., jit_compile=False)`: a host callback
     cannot run inside an XLA loop.
