@@ -73,7 +73,6 @@ class GAN(keras.Model):
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRICS}
-        self.multi_worker = False  # set by train_gan under MultiWorkerMirroredStrategy (see _track)
         tracked = {"generator_ema": self.generator_ema} if self.generator_ema is not None else {}
         self.checkpoint = tf.train.Checkpoint(
             generator=self.generator, discriminator=self.discriminator, g_optimizer=self.g_optimizer,
@@ -145,7 +144,8 @@ class GAN(keras.Model):
         for name, value in values.items():
             self.trackers[name].update_state(tf.reduce_mean(value))  # this replica's mean of equal-sized shares
         results = {name: tracker.result() for name, tracker in self.trackers.items()}
-        if self.multi_worker:  # Keras' multi-worker `fit` MEAN-reduces every log along axis 0, which a scalar lacks
+        # Keras' multi-worker `fit` MEAN-reduces every log along axis 0, which a scalar lacks.
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             results = {name: tf.reshape(value, [1]) for name, value in results.items()}
         return results
 
@@ -350,7 +350,6 @@ def _fit(config, run: RunFolder, dist, chief: bool, train_data, steps_per_epoch:
         gan.compile(jit_compile=config.jit_compile and not distribute.is_distributed(dist))  # see the docstring
     if isinstance(dist, tf.distribute.MultiWorkerMirroredStrategy):
         compat.train_under_scope_strategy(gan)
-        gan.multi_worker = True
     labels = condition.real_labels(config, run, train_data.images, train_data.labels, chief, say)
     condition.give_shares(config, (gan.generator, gan.generator_ema), labels)
     manager = tf.train.CheckpointManager(gan.checkpoint, str(distribute.write_dir(dist, run.checkpoints)),
