@@ -12,7 +12,8 @@ from pathlib import Path
 from dataclasses import field
 from typing import Any
 
-from aigc_tf.flags import fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from aigc_tf.flags import (fraction, non_negative_float, non_negative_int, positive_float, positive_int,
+                            unit_interval)
 from aigc_tf.hardware import TRAINING_PRECISIONS
 
 DEFAULT_LORA_RANK = 8  # `peft="lora"` without a `lora_rank`
@@ -49,6 +50,9 @@ class GANConfig:
     dropout: float = 0.0  # discriminator only; the classic recipe used 0.3
     batch_size: int = field(default=64, metadata={"help": "images per step", "type": positive_int})
     learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate", "type": positive_float})
+    final_learning_rate_ratio: float = field(default=1.0, metadata={  # keras' CosineDecay alpha; 1 = constant
+        "help": "both rates fall along a cosine to this fraction of their peak by the end of --epochs (a --steps "
+                "budget stops early on the same curve); 1 = a constant rate", "type": unit_interval, "group": RECIPE})
     d_learning_rate_ratio: float = field(default=1.0, metadata={  # D's rate = learning_rate * this (TTUR when != 1)
         "help": "D's learning rate over G's (TTUR, Heusel et al. 2017)", "type": positive_float, "group": RECIPE})
     beta_1: float = field(default=0.5, metadata={"help": "Adam's beta_1", "type": fraction, "group": RECIPE})
@@ -217,6 +221,8 @@ def from_dict(values: dict[str, Any]):
     if family == "gan" and "condition" not in values:  # a run folder written before `condition` existed
         values = {**values, "condition": "digit" if values.get("conditional") else
                   "cluster" if values.get("clusters", 50) else "none"}
+    if family == "gan" and "final_learning_rate_ratio" not in values:  # written before the rate could decay
+        values = {**values, "final_learning_rate_ratio": 1.0}
     names = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
     return cls(**kwargs)

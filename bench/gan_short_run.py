@@ -35,6 +35,20 @@ VARIANTS = {
     "lr-4e-4": ("both learning rates doubled", {"learning_rate": 4e-4}),
     "lr-5e-4": ("both learning rates 2.5x", {"learning_rate": 5e-4}),
     "lr-1e-3": ("both learning rates 5x", {"learning_rate": 1e-3}),
+    "cosine-4e-4-0.1": ("4e-4 falling along a cosine to a tenth of it by the last step",
+                        {"learning_rate": 4e-4, "final_learning_rate_ratio": 0.1}),
+    "cosine-6e-4-0.1": ("6e-4 falling along a cosine to a tenth of it by the last step",
+                        {"learning_rate": 6e-4, "final_learning_rate_ratio": 0.1}),
+    "cosine-4e-4-0.5": ("4e-4 falling along a cosine to half of it by the last step",
+                        {"learning_rate": 4e-4, "final_learning_rate_ratio": 0.5}),
+    "lr-4e-4-d-0.5": ("4e-4 for G, 2e-4 for D", {"learning_rate": 4e-4, "d_learning_rate_ratio": 0.5}),
+    "lr-4e-4-beta1-0": ("4e-4, Adam beta_1 0", {"learning_rate": 4e-4, "beta_1": 0.0}),
+    "lr-4e-4-ema-0.99": ("4e-4, EMA decay 0.99", {"learning_rate": 4e-4, "ema_decay": 0.99}),
+    "lr-4e-4-dropout-0.3": ("4e-4, D dropout 0.3", {"learning_rate": 4e-4, "dropout": 0.3}),
+    "lr-4e-4-d-2": ("4e-4 for G, 8e-4 for D (TTUR)", {"learning_rate": 4e-4, "d_learning_rate_ratio": 2.0}),
+    "lr-4e-4-beta2-0.99": ("4e-4, Adam beta_2 0.99", {"learning_rate": 4e-4, "beta_2": 0.99}),
+    "lr-4e-4-hinge": ("4e-4, the hinge loss", {"learning_rate": 4e-4, "loss": "hinge"}),
+    "lr-4e-4-batch-128": ("4e-4, batch 128: twice the digits a step", {"learning_rate": 4e-4, "batch_size": 128}),
     "d-lr-0.5": ("D's learning rate halved (TTUR the other way)", {"d_learning_rate_ratio": 0.5}),
     "beta1-0.0": ("Adam beta_1 0", {"beta_1": 0.0}),
     "ema-0.99": ("EMA decay 0.99", {"ema_decay": 0.99}),
@@ -84,6 +98,7 @@ def main() -> int:
         row = {"why": why, "changes": changes, "steps": args.steps, "seed": args.seed, **score(run)}
         if seconds > 5:
             row["train_seconds"] = round(seconds, 1)
+        results = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}  # another call's rows
         results["runs"][key] = row
         print(f"{key:28s} FID {row['ema_truncated']['fid']:8.1f} ({row['fid_over_floor']:5.1f}x floor "
               f"{row['real_fid_floor']:.1f})  plain {row['ema_plain']['fid']:8.1f}  live {row['live_plain']['fid']:8.1f}"

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -79,6 +81,38 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, mnist_train):
     gb, _, _ = load_generator(tmp_path / "b")
     for a, b in zip(ga.weights, gb.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+
+
+def test_a_decaying_rate_follows_the_cosine_over_the_recipes_epochs_and_a_short_run_stops_early_on_it(
+        tmp_path, mnist_train):
+    import math
+
+    from aigc_tf.config import from_dict, to_json
+
+    def expected(peak, step, length):
+        return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, length) / length)))
+
+    config = GANConfig.tiny(batch_size=500, epochs=2, learning_rate=1e-3, d_learning_rate_ratio=2.0,
+                            final_learning_rate_ratio=0.1)  # 2 epochs of 14 steps on the 7,035 train digits
+    gan = GAN(config, schedule_steps=20)
+    for step in (0, 5, 10, 20, 30):  # past the end the rate stays at its floor
+        for optimizer, peak in ((gan.g_optimizer, 1e-3), (gan.d_optimizer, 2e-3)):
+            optimizer.iterations.assign(step)
+            assert float(optimizer.learning_rate) == pytest.approx(expected(peak, step, 20), rel=1e-5), step
+    constant = GAN(config.replace(final_learning_rate_ratio=1.0), schedule_steps=20)
+    constant.g_optimizer.iterations.assign(20)
+    assert float(constant.g_optimizer.learning_rate) == pytest.approx(1e-3)
+    assert float(GAN(config).g_optimizer.learning_rate) == pytest.approx(1e-3)  # no schedule length: constant
+
+    train(config, tmp_path / "run", steps=20, verbose=False)  # stops early on the 28-step curve, not squeezed into 20
+    resumed = GAN(config, schedule_steps=28)
+    resumed.restore(tmp_path / "run" / "checkpoints")  # and a resumed run goes on from where the curve was
+    assert int(resumed.g_optimizer.iterations.numpy()) == 20
+    assert float(resumed.g_optimizer.learning_rate) == pytest.approx(expected(1e-3, 20, 28), rel=1e-5)
+    assert train(config, tmp_path / "run", verbose=False).step == 28
+    old = json.loads(to_json(config))
+    del old["final_learning_rate_ratio"]  # a run folder from before the rate could decay kept a constant one
+    assert from_dict(old).final_learning_rate_ratio == 1.0
 
 
 def test_run_folder_guards(tmp_path, tiny_gan_run):
