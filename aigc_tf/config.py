@@ -12,8 +12,7 @@ from pathlib import Path
 from dataclasses import field
 from typing import Any
 
-from aigc_tf.flags import (fraction, non_negative_float, non_negative_int, positive_float, positive_int,
-                            unit_interval)
+from aigc_tf.flags import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from aigc_tf.hardware import TRAINING_PRECISIONS
 
 DEFAULT_LORA_RANK = 8  # `peft="lora"` without a `lora_rank`
@@ -36,7 +35,8 @@ class GANConfig:
     discriminator. The rest is the recipe `bench/gan_ablation.py` chose at the default budget: G and D conditioned
     on 50 k-means clusters of the training digits (a label-free condition that keeps G from collapsing onto a few
     digits), an EMA generator with its own BatchNormalization statistics, sampling truncated at 2, and a D without
-    dropout or label smoothing. R1, DiffAugment, the hinge loss and spectral normalisation stay as options, off by
+    dropout or label smoothing; and a fast start (twice the rate for the first 2,000 steps, then eased back), chosen
+    on validation by `bench/gan_short_run.py` so that a short run already draws digits. R1, DiffAugment, the hinge loss and spectral normalisation stay as options, off by
     default; bench/DECISIONS.md gives the reason for each choice and bench/results.json the scores behind it.
     """
 
@@ -50,9 +50,13 @@ class GANConfig:
     dropout: float = 0.0  # discriminator only; the classic recipe used 0.3
     batch_size: int = field(default=64, metadata={"help": "images per step", "type": positive_int})
     learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate", "type": positive_float})
-    final_learning_rate_ratio: float = field(default=1.0, metadata={  # keras' CosineDecay alpha; 1 = constant
-        "help": "both rates fall along a cosine to this fraction of their peak by the end of --epochs (a --steps "
-                "budget stops early on the same curve); 1 = a constant rate", "type": unit_interval, "group": RECIPE})
+    fast_start: float = field(default=2.0, metadata={  # 1 = a constant rate; see aigc_tf.gan.train._optimizer
+        "help": "run the first --fast-start-steps steps at this multiple of both learning rates, then ease back "
+                "to them along a cosine over as many steps again; 1 = a constant rate", "type": positive_float,
+        "metavar": "M", "group": RECIPE})
+    fast_start_steps: int = field(default=2000, metadata={
+        "help": "the length of --fast-start's plateau (and of its easing)", "type": positive_int, "metavar": "N",
+        "group": RECIPE})
     d_learning_rate_ratio: float = field(default=1.0, metadata={  # D's rate = learning_rate * this (TTUR when != 1)
         "help": "D's learning rate over G's (TTUR, Heusel et al. 2017)", "type": positive_float, "group": RECIPE})
     beta_1: float = field(default=0.5, metadata={"help": "Adam's beta_1", "type": fraction, "group": RECIPE})
@@ -221,8 +225,8 @@ def from_dict(values: dict[str, Any]):
     if family == "gan" and "condition" not in values:  # a run folder written before `condition` existed
         values = {**values, "condition": "digit" if values.get("conditional") else
                   "cluster" if values.get("clusters", 50) else "none"}
-    if family == "gan" and "final_learning_rate_ratio" not in values:  # written before the rate could decay
-        values = {**values, "final_learning_rate_ratio": 1.0}
+    if family == "gan" and "fast_start" not in values:  # written when the rate was constant
+        values = {**values, "fast_start": 1.0}
     names = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
     return cls(**kwargs)

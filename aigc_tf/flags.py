@@ -53,14 +53,6 @@ def fraction(text: str) -> float:
     return value
 
 
-def unit_interval(text: str) -> float:
-    """A ratio such as a schedule's final fraction of its peak: in [0, 1]."""
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
 def open_unit_interval(text: str) -> float:
     """A probability mass such as top-p: in (0, 1]."""
     value = float(text)

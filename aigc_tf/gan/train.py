@@ -51,9 +51,7 @@ METRICS = ("g_loss", "d_loss", "d_real", "d_fake")
 class GAN(keras.Model):
     """Both networks, their optimisers, the noise generator and the step counter: all that a checkpoint holds."""
 
-    def __init__(self, config, schedule_steps: int | None = None):
-        """`schedule_steps`: the recipe's length (`epochs` of steps), over which a decaying learning rate falls (see
-        `_optimizer`); None keeps the rates constant (a model built only to sample or to test one step)."""
+    def __init__(self, config):
         super().__init__(name="gan")
         self.config = config
         with seeded(config.seed), _precision_policy(config.precision):  # seeds: weights, dropout; variables fp32
@@ -64,8 +62,8 @@ class GAN(keras.Model):
             self.generator_ema.set_weights(self.generator.get_weights())
         if tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1:
             _synchronize_batch_norm(self.generator)
-        self.g_optimizer = _optimizer(config, config.learning_rate, schedule_steps)
-        self.d_optimizer = _optimizer(config, config.learning_rate * config.d_learning_rate_ratio, schedule_steps)
+        self.g_optimizer = _optimizer(config, config.learning_rate)
+        self.d_optimizer = _optimizer(config, config.learning_rate * config.d_learning_rate_ratio)
         # Build the optimiser slots now so a checkpoint restores into existing variables.
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
@@ -216,25 +214,22 @@ def _check_recipe(config) -> None:
         raise AigcError(f"`r1_interval` must be >= 1 (1 = R1 on every step), got {config.r1_interval}")
 
 
-def _optimizer(config, learning_rate: float, schedule_steps: int | None) -> keras.optimizers.Optimizer:
+def _optimizer(config, learning_rate: float) -> keras.optimizers.Optimizer:
     """Adam with the config's betas; under fp16 wrapped in a LossScaleOptimizer (float16 gradients underflow
     without a loss scale; bfloat16 has float32's exponent range and needs none).
 
-    With `final_learning_rate_ratio` below 1 the rate follows keras' cosine decay from its peak to that fraction of
-    it at step `schedule_steps`, the end of the recipe's `epochs`: large early steps carry G from noise to digits,
-    small late ones keep D from pulling ahead at the end (bench/DECISIONS.md, "a healthy short run"). A `steps`
-    budget stops early on the same curve rather than squeezing it (a curve squeezed into 1,500 steps decays before G
-    has travelled), so a short run is the start of the full one. The schedule is a function of the optimiser's step
-    counter, which the checkpoint holds, so a resumed run continues on the curve."""
-    if _decays(config, schedule_steps):
+    With `fast_start` M > 1 the rate is M times `learning_rate` for the first `fast_start_steps` N, then eases back
+    to it along a cosine over N more steps and stays there (keras' `CosineDecay` with a flat warm-up). The classic
+    rate alone leaves a short run of this recipe drawing blobs; a doubled rate throughout lets D pull ahead by the end
+    of a long one (bench/DECISIONS.md, "a healthy short run"): large steps while G travels from noise to digits, the
+    classic ones after. The schedule reads the optimiser's step counter, which the checkpoint holds, so a resumed run
+    continues on it."""
+    if config.fast_start != 1.0:
+        fast, steps = learning_rate * config.fast_start, config.fast_start_steps
         learning_rate = keras.optimizers.schedules.CosineDecay(
-            learning_rate, decay_steps=schedule_steps, alpha=config.final_learning_rate_ratio)
+            fast, decay_steps=steps, alpha=1.0 / config.fast_start, warmup_target=fast, warmup_steps=steps)
     adam = keras.optimizers.Adam(learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
     return keras.optimizers.LossScaleOptimizer(adam) if config.precision == "fp16" else adam
-
-
-def _decays(config, schedule_steps: int | None) -> bool:
-    return bool(schedule_steps) and config.final_learning_rate_ratio < 1.0
 
 
 def _synchronize_batch_norm(model: keras.Model) -> None:
@@ -362,7 +357,7 @@ def _fit(config, run: RunFolder, dist, chief: bool, train_data, steps_per_epoch:
     """`fit` for `train_gan`, inside the run folder's lock."""
     say = print if verbose else (lambda *a, **k: None)
     with dist.scope():
-        gan = GAN(config, config.epochs * steps_per_epoch)
+        gan = GAN(config)
         gan.compile(jit_compile=config.jit_compile and not distribute.is_distributed(dist))  # see the docstring
     if isinstance(dist, tf.distribute.MultiWorkerMirroredStrategy):
         compat.train_under_scope_strategy(gan)
@@ -371,7 +366,7 @@ def _fit(config, run: RunFolder, dist, chief: bool, train_data, steps_per_epoch:
     manager = tf.train.CheckpointManager(gan.checkpoint, str(distribute.write_dir(dist, run.checkpoints)),
                                          max_to_keep=3)
     restored = gan.restore(run.checkpoints)  # every worker reads the chief's checkpoints (a shared folder)
-    if not _decays(config, config.epochs * steps_per_epoch):  # a constant rate: the checkpoint holds the old one, the config may not
+    if config.fast_start == 1.0:  # a constant rate: the checkpoint holds the old one, the config may not
         gan.g_optimizer.learning_rate.assign(config.learning_rate)
         gan.d_optimizer.learning_rate.assign(config.learning_rate * config.d_learning_rate_ratio)
     start = int(gan.step.numpy())

@@ -83,36 +83,35 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, mnist_train):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
 
 
-def test_a_decaying_rate_follows_the_cosine_over_the_recipes_epochs_and_a_short_run_stops_early_on_it(
-        tmp_path, mnist_train):
+def test_a_fast_start_holds_the_multiplied_rate_eases_back_along_a_cosine_and_resumes_in_place(tmp_path, mnist_train):
     import math
 
     from aigc_tf.config import from_dict, to_json
 
-    def expected(peak, step, length):
-        return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, length) / length)))
+    def expected(rate, step, n=10, multiplier=3.0):  # n steps at 3x, a cosine back to 1x over n more, then 1x
+        if step <= n:
+            return rate * multiplier
+        eased = 0.5 * (1 + math.cos(math.pi * min(step - n, n) / n))
+        return rate * multiplier * (1 / multiplier + (1 - 1 / multiplier) * eased)
 
-    config = GANConfig.tiny(batch_size=500, epochs=2, learning_rate=1e-3, d_learning_rate_ratio=2.0,
-                            final_learning_rate_ratio=0.1)  # 2 epochs of 14 steps on the 7,035 train digits
-    gan = GAN(config, schedule_steps=20)
-    for step in (0, 5, 10, 20, 30):  # past the end the rate stays at its floor
-        for optimizer, peak in ((gan.g_optimizer, 1e-3), (gan.d_optimizer, 2e-3)):
+    config = GANConfig.tiny(batch_size=500, learning_rate=1e-3, d_learning_rate_ratio=2.0, fast_start=3.0,
+                            fast_start_steps=10)
+    gan = GAN(config)
+    for step, share in ((0, 3.0), (10, 3.0), (15, 2.0), (20, 1.0), (50, 1.0)):
+        for optimizer, rate in ((gan.g_optimizer, 1e-3), (gan.d_optimizer, 2e-3)):
             optimizer.iterations.assign(step)
-            assert float(optimizer.learning_rate) == pytest.approx(expected(peak, step, 20), rel=1e-5), step
-    constant = GAN(config.replace(final_learning_rate_ratio=1.0), schedule_steps=20)
-    constant.g_optimizer.iterations.assign(20)
-    assert float(constant.g_optimizer.learning_rate) == pytest.approx(1e-3)
-    assert float(GAN(config).g_optimizer.learning_rate) == pytest.approx(1e-3)  # no schedule length: constant
+            assert float(optimizer.learning_rate) == pytest.approx(expected(rate, step), rel=1e-5), step
+            assert float(optimizer.learning_rate) == pytest.approx(share * rate, rel=1e-5), step
+    assert float(GAN(config.replace(fast_start=1.0)).g_optimizer.learning_rate) == pytest.approx(1e-3)
 
-    train(config, tmp_path / "run", steps=20, verbose=False)  # stops early on the 28-step curve, not squeezed into 20
-    resumed = GAN(config, schedule_steps=28)
-    resumed.restore(tmp_path / "run" / "checkpoints")  # and a resumed run goes on from where the curve was
-    assert int(resumed.g_optimizer.iterations.numpy()) == 20
-    assert float(resumed.g_optimizer.learning_rate) == pytest.approx(expected(1e-3, 20, 28), rel=1e-5)
-    assert train(config, tmp_path / "run", verbose=False).step == 28
+    train(config, tmp_path / "run", steps=14, verbose=False)
+    resumed = GAN(config)
+    resumed.restore(tmp_path / "run" / "checkpoints")  # a resumed run goes on from where the schedule was
+    assert int(resumed.g_optimizer.iterations.numpy()) == 14
+    assert float(resumed.g_optimizer.learning_rate) == pytest.approx(expected(1e-3, 14), rel=1e-5)
     old = json.loads(to_json(config))
-    del old["final_learning_rate_ratio"]  # a run folder from before the rate could decay kept a constant one
-    assert from_dict(old).final_learning_rate_ratio == 1.0
+    del old["fast_start"]  # a run folder from before the schedule trained at a constant rate, and still does
+    assert from_dict(old).fast_start == 1.0
 
 
 def test_run_folder_guards(tmp_path, tiny_gan_run):
