@@ -48,9 +48,12 @@ demo: data
 
 # pytest runs in a network namespace of its own, loopback only, where the platform allows (tests/netguard/isolate.py:
 # it says so in one line when it does not); set-up and the data fetch above run outside it, with the network.
+# Two pytest-xdist workers: most tests wait on one core (tracing, compiling, a kernel or server starting), so two
+# share 2 cores well (docs/tests.md has the timings); TEST_WORKERS=0 runs them in this one process.
 PYTEST_ARGS ?=  # e.g. tests/system/test_network_guard.py tests/serving/test_serving.py -k grpc; empty runs the whole suite
+TEST_WORKERS ?= 2
 test: data
-	$(BIN)/python tests/netguard/isolate.py -m pytest -q --durations=10 $(PYTEST_ARGS)
+	$(BIN)/python tests/netguard/isolate.py -m pytest -q --durations=10 -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The base GPT-2 the text lessons fine-tune: hours of CPU, so it runs in the background and resumes when re-run.
 # Run it as `nohup make pretrain > pretrain.log 2>&1 &`; run it again after a kill: it picks up at the last
