@@ -36,8 +36,9 @@ class GANConfig:
     on 50 k-means clusters of the training digits (a label-free condition that keeps G from collapsing onto a few
     digits), an EMA generator with its own BatchNormalization statistics, sampling truncated at 2, and a D without
     dropout or label smoothing; and a fast start (twice the rate for the first 2,000 steps, then eased back), chosen
-    on validation by `bench/gan_short_run.py` so that a short run already draws digits. R1, DiffAugment, the hinge loss and spectral normalisation stay as options, off by
-    default; bench/DECISIONS.md gives the reason for each choice and bench/results.json the scores behind it.
+    on validation by `bench/gan_short_run.py` so that a short run already draws digits. R1, DiffAugment, the hinge
+    loss and spectral normalisation stay as options, off by default; bench/DECISIONS.md gives the reason for each
+    choice and bench/results.json the scores behind it.
     """
 
     family: str = "gan"
@@ -49,7 +50,9 @@ class GANConfig:
     leaky_slope: float = 0.2
     dropout: float = 0.0  # discriminator only; the classic recipe used 0.3
     batch_size: int = field(default=64, metadata={"help": "images per step", "type": positive_int})
-    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate", "type": positive_float})
+    learning_rate: float = field(default=2e-4, metadata={
+        "help": "Adam's learning rate for G (D's: times --d-learning-rate-ratio) after the fast start",
+        "type": positive_float})
     fast_start: float = field(default=2.0, metadata={  # 1 = a constant rate; see aigc_tf.gan.train._optimizer
         "help": "run the first --fast-start-steps steps at this multiple of both learning rates, then ease back "
                 "to them along a cosine over as many steps again; 1 = a constant rate", "type": positive_float,
@@ -94,9 +97,10 @@ class GANConfig:
     num_classes: int = 10  # the digit labels of condition="digit" (a conditional GAN, Mirza & Osindero 2014)
 
     # Fields that define the networks and their variables: a run cannot resume with different values.
-    # (ema_decay: the averaged generator is in the checkpoint or not; spectral_norm: D's power-iteration vectors.)
+    # (ema_decay: the averaged generator is in the checkpoint or not; spectral_norm: D's power-iteration vectors;
+    # fast_start: a constant rate is a variable in the checkpoint, a schedule is not.)
     ARCHITECTURE = ("family", "dataset", "latent_dim", "generator_units", "discriminator_units", "condition",
-                    "clusters", "ema_decay", "spectral_norm", "dropout")
+                    "clusters", "ema_decay", "spectral_norm", "dropout", "fast_start")
 
     @classmethod
     def tiny(cls, **overrides) -> "GANConfig":

@@ -1,10 +1,12 @@
 """The GAN recipe's ablation: the default recipe, then the same budget with one ingredient taken out (or put in).
 
-    python bench/gan_ablation.py [--steps N] [--seeds 0,1,2] [--rows recipe,-augment,...] [--out bench/gan_ablation]
+    python bench/gan_ablation.py [--steps N] [--seeds 0,1,2] [--rows recipe,-augment,...] [--split validation]
+                                 [--out bench/gan_ablation]
 
 Every row trains `aigc_tf.gan.train.train_gan` on the default config with one change, for the default budget (the
 config's epochs) unless `--steps` says otherwise, then measures it with `aigc_tf.gan.evaluate.evaluate_gan` (the
-project's classifier FID and Inception-style score, 982 samples, seed 0). The recipe row is trained once per seed
+project's classifier FID and Inception-style score, seed 0) on `--split`: "validation" by default (500 samples), as
+an ablation is a choice; `bench/gan_seeds.py` reports the chosen recipe on test. The recipe row is trained once per seed
 in `--seeds`, which gives the spread; the ablation rows use the first seed. Results go to `<out>/results.json`
 (with the machine's CPU flags), a Markdown table `<out>/table.md` and one 8x8 sample grid per row
 `<out>/<row>.png` (the same noise for every row), from the EMA generator where the row keeps one.
@@ -34,6 +36,7 @@ CHANGES = {
     "-clusters": ("no k-means clusters: G draws from plain noise, D judges images alone", {"condition": "none"}),
     "-truncation": ("samples from plain N(0, I) noise (the recipe's run, not truncated)", {"truncation": 0.0}),
     "-ema": ("no EMA generator", {"ema_decay": 0.0}),
+    "-fast-start": ("a constant learning rate (no fast start)", {"fast_start": 1.0}),
     "-r1": ("no R1 penalty", {"r1_gamma": 0.0}),
     "+r1": ("with the R1 penalty (gamma 2) on every step", {"r1_gamma": 2.0}),
     "-spectral-norm": ("no spectral norm in D", {"spectral_norm": False}),
@@ -48,7 +51,7 @@ CHANGES = {
 CLASSIC = {"augment": "", "ema_decay": 0.0, "r1_gamma": 0.0, "r1_interval": 1, "condition": "none", "truncation": 0.0,
            "loss": "non_saturating", "label_smoothing": 0.1,
            "dropout": 0.3, "spectral_norm": False, "learning_rate": 2e-4, "beta_1": 0.5, "beta_2": 0.999,
-           "d_learning_rate_ratio": 1.0, "batch_size": 64}
+           "d_learning_rate_ratio": 1.0, "batch_size": 64, "fast_start": 1.0}
 
 
 # Changes of sampling alone: the row scores the recipe's own run (same seed) with the change, instead of training.
@@ -73,7 +76,7 @@ def row_config(recipe, row: str, seed: int):
     return recipe.replace(seed=seed, **change), label
 
 
-def run_row(config, run_dir: Path, steps: int | None) -> dict:
+def run_row(config, run_dir: Path, steps: int | None, split: str) -> dict:
     """Train (or find trained) and evaluate one row; returns its measurements."""
     from aigc_tf.gan.evaluate import EVAL_FILE, evaluate_gan
     from aigc_tf.gan.train import train_gan
@@ -83,10 +86,11 @@ def run_row(config, run_dir: Path, steps: int | None) -> dict:
     started = time.perf_counter()
     result = train_gan(config, run_dir, steps=steps, verbose=False)
     trained_seconds = time.perf_counter() - started
-    if eval_path.exists() and json.loads(eval_path.read_text()).get("step") == result.step:
-        report = json.loads(eval_path.read_text())
+    stored = json.loads(eval_path.read_text()) if eval_path.exists() else {}
+    if stored.get("step") == result.step and stored.get("split", "test") == split:
+        report = stored
     else:
-        report = evaluate_gan(run_dir, seed=0, verbose=0)
+        report = evaluate_gan(run_dir, seed=0, verbose=0, split=split)
     rates = [float(row["steps_per_s"]) for row in RunFolder(run_dir).read_history()]
     return {"step": result.step, "fid": report["fid"], "inception_score": report["inception_score"],
             "real_fid_floor": report["real_fid_floor"], "real_inception_score": report["real_inception_score"],
@@ -94,15 +98,15 @@ def run_row(config, run_dir: Path, steps: int | None) -> dict:
             "seconds_this_call": round(trained_seconds, 1), "class_histogram": report["class_histogram"]}
 
 
-def rescore_row(recipe, config, run_dir: Path, steps: int | None) -> dict:
+def rescore_row(recipe, config, run_dir: Path, steps: int | None, split: str) -> dict:
     """A sampling-only row: the recipe's run (trained here if it is not yet), scored with the row's sampling."""
     from aigc_tf.gan.sample import draw, load_generator
     from aigc_tf.metrics.image_quality import sample_quality
 
-    recipe_row = run_row(recipe, run_dir, steps)
+    recipe_row = run_row(recipe, run_dir, steps, split)
     generator, built, step = load_generator(run_dir, truncation=config.truncation)
     report = sample_quality(lambda n: draw(generator, built, n, seed=0)[0], built.dataset, built.source, seed=0,
-                            verbose=0)
+                            verbose=0, split=split)
     return {**recipe_row, "step": step, "fid": report["fid"], "inception_score": report["inception_score"],
             "class_histogram": report["class_histogram"], "seconds_this_call": 0.0}
 
@@ -124,7 +128,7 @@ def table(results: dict) -> str:
         lines.append(f"| {name} | {row['change']} | {fid_text} | {spread(scores, '{:.2f}')} | {rate:.0f} | "
                      f"[{name}.png]({name}.png) |")
     real_is = next(iter(rows.values()))["seeds"][0]["real_inception_score"]
-    lines.append(f"| real test digits | | {floor:.1f} (floor) | {real_is:.2f} | | |")
+    lines.append(f"| real {results.get('split', 'test')} digits | | {floor:.1f} (floor) | {real_is:.2f} | | |")
     return "\n".join(lines)
 
 
@@ -134,6 +138,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the recipe row; the others use the first "
                                                          "(default: %(default)s)")
     parser.add_argument("--rows", help="comma-separated subset of: recipe, classic, " + ", ".join(CHANGES))
+    parser.add_argument("--split", default="validation", choices=("validation", "test"),
+                        help="the real digits the rows are scored against (default: %(default)s; choices never read "
+                             "the test split)")
     parser.add_argument("--out", type=Path, default=BENCH / "gan_ablation", help="default: bench/gan_ablation")
     parser.add_argument("--cache", type=Path, default=BENCH / ".cache" / "gan_ablation",
                         help="run folders (default: bench/.cache/gan_ablation)")
@@ -148,7 +155,7 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     results = {"command": "python bench/gan_ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-               "cpu": hardware.describe(), "steps": args.steps, "recipe": json.loads(_to_json(recipe)), "rows": {}}
+               "cpu": hardware.describe(), "steps": args.steps, "split": args.split, "recipe": json.loads(_to_json(recipe)), "rows": {}}
     for row in rows:
         row_seeds = seeds if row == "recipe" else seeds[:1]
         entry = {"change": None, "seeds": []}
@@ -158,9 +165,9 @@ def main(argv=None) -> int:
             run_dir = args.cache / f"{'recipe' if sampling_only else row}-seed{seed}"
             print(f"{row} (seed {seed}): {entry['change']} -> {run_dir}", flush=True)
             if sampling_only:
-                measured = rescore_row(recipe.replace(seed=seed), config, run_dir, args.steps)
+                measured = rescore_row(recipe.replace(seed=seed), config, run_dir, args.steps, args.split)
             else:
-                measured = run_row(config, run_dir, args.steps)
+                measured = run_row(config, run_dir, args.steps, args.split)
             print(f"  FID {measured['fid']:.1f}, IS {measured['inception_score']:.2f}, "
                   f"{measured['steps_per_s']:.0f} steps/s", flush=True)
             entry["seeds"].append({"seed": seed, **measured})

@@ -221,7 +221,7 @@ def _optimizer(config, learning_rate: float) -> keras.optimizers.Optimizer:
     With `fast_start` M > 1 the rate is M times `learning_rate` for the first `fast_start_steps` N, then eases back
     to it along a cosine over N more steps and stays there (keras' `CosineDecay` with a flat warm-up). The classic
     rate alone leaves a short run of this recipe drawing blobs; a doubled rate throughout lets D pull ahead by the end
-    of a long one (bench/DECISIONS.md, "a healthy short run"): large steps while G travels from noise to digits, the
+    of a long one (bench/DECISIONS.md, "A fast start"): large steps while G travels from noise to digits, the
     classic ones after. The schedule reads the optimiser's step counter, which the checkpoint holds, so a resumed run
     continues on it."""
     if config.fast_start != 1.0:

@@ -109,6 +109,8 @@ def test_a_fast_start_holds_the_multiplied_rate_eases_back_along_a_cosine_and_re
     resumed.restore(tmp_path / "run" / "checkpoints")  # a resumed run goes on from where the schedule was
     assert int(resumed.g_optimizer.iterations.numpy()) == 14
     assert float(resumed.g_optimizer.learning_rate) == pytest.approx(expected(1e-3, 14), rel=1e-5)
+    with pytest.raises(AigcError, match="was trained with fast_start=3.0"):  # a schedule is not a rate variable
+        train(config.replace(fast_start=1.0), tmp_path / "run", steps=20, verbose=False)
     old = json.loads(to_json(config))
     del old["fast_start"]  # a run folder from before the schedule trained at a constant rate, and still does
     assert from_dict(old).fast_start == 1.0
