@@ -161,7 +161,7 @@ def main(argv=None) -> int:
         entry = {"change": None, "seeds": []}
         for seed in row_seeds:
             config, entry["change"] = row_config(recipe, row, seed)
-            sampling_only = row != "recipe" and set(CHANGES.get(row, ("", {}))[1]) <= SAMPLING_ONLY
+            sampling_only = row in CHANGES and set(CHANGES[row][1]) <= SAMPLING_ONLY  # not "recipe" or "classic"
             run_dir = args.cache / f"{'recipe' if sampling_only else row}-seed{seed}"
             print(f"{row} (seed {seed}): {entry['change']} -> {run_dir}", flush=True)
             if sampling_only:
