@@ -6,8 +6,8 @@
 Every row trains `aigc_tf.gan.train.train_gan` on the default config with one change, for the default budget (the
 config's epochs) unless `--steps` says otherwise, then measures it with `aigc_tf.gan.evaluate.evaluate_gan` (the
 project's classifier FID and Inception-style score, seed 0) on `--split`: "validation" by default (500 samples), as
-an ablation is a choice; `bench/gan_seeds.py` reports the chosen recipe on test. The recipe row is trained once per seed
-in `--seeds`, which gives the spread; the ablation rows use the first seed. Results go to `<out>/results.json`
+an ablation is a choice; `bench/gan_seeds.py` reports the chosen recipe on test. The recipe row is trained once per
+seed in `--seeds`, which gives the spread; the ablation rows use the first seed. Results go to `<out>/results.json`
 (with the machine's CPU flags), a Markdown table `<out>/table.md` and one 8x8 sample grid per row
 `<out>/<row>.png` (the same noise for every row), from the EMA generator where the row keeps one.
 
@@ -155,7 +155,8 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     results = {"command": "python bench/gan_ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-               "cpu": hardware.describe(), "steps": args.steps, "split": args.split, "recipe": json.loads(_to_json(recipe)), "rows": {}}
+               "cpu": hardware.describe(), "steps": args.steps, "split": args.split,
+               "recipe": json.loads(_to_json(recipe)), "rows": {}}
     for row in rows:
         row_seeds = seeds if row == "recipe" else seeds[:1]
         entry = {"change": None, "seeds": []}

@@ -1,7 +1,9 @@
-"""The default GAN's reported quality: mean and spread over training seeds and sampling noise, on the test split.
+"""A GAN's reported quality (the default, or the conditional GAN): mean and spread over training seeds and
+sampling noise, on the test split.
 
     python bench/gan_seeds.py --runs /work/runs_shared/recipe_seed0,... [--eval-seeds 0,1,2] [--out bench/gan_seeds.json]
-    python bench/gan_seeds.py --train 0,1,2 [--steps N]   # trains bench/.cache/gan_seeds/seed<k> first
+    python bench/gan_seeds.py --train 0,1,2 [--steps N] [--condition digit]   # trains in bench/.cache/gan_seeds/
+    python bench/gan_seeds.py --runs runs/cgan0,runs/cgan1,runs/cgan2 --out bench/cgan_seeds.json   # the cGAN
 
 Each run folder (one per training seed) is scored with `aigc_tf.gan.evaluate.evaluate_gan(run, seed=s,
 split="test")` for every eval seed `s`, which draws both the generator's noise and the random halves of the test
@@ -23,6 +25,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 BENCH = Path(__file__).resolve().parent
 METRICS = ("fid", "real_fid_floor", "inception_score", "real_inception_score")
+OPTIONAL = ("label_accuracy",)  # a digit-conditioned GAN's: does it draw the digit it was asked for
 
 
 def spread(values: list[float]) -> dict:
@@ -31,9 +34,18 @@ def spread(values: list[float]) -> dict:
             "n": len(values)}
 
 
+def stored_config(run: Path) -> dict:
+    config = json.loads((run / "config.json").read_text())
+    return config.get("config", config)
+
+
+def metrics_of(rows: list[dict]) -> tuple[str, ...]:
+    return METRICS + tuple(name for name in OPTIONAL if all(name in row for row in rows))
+
+
 def summarize(rows: list[dict]) -> dict:
     """Spread of each metric over all rows, of FID over its floor, and of the untruncated FID where there is one."""
-    summary = {name: spread([row[name] for row in rows]) for name in METRICS}
+    summary = {name: spread([row[name] for row in rows]) for name in metrics_of(rows)}
     summary["fid_over_floor"] = spread([row["fid"] / row["real_fid_floor"] for row in rows])
     plain = [row["without_truncation"] for row in rows if "without_truncation" in row]
     if plain:
@@ -46,6 +58,8 @@ def main() -> int:
     parser.add_argument("--runs", default="", help="comma-separated run folders, one per training seed")
     parser.add_argument("--train", default="", help="comma-separated training seeds to train first (default config)")
     parser.add_argument("--steps", type=int, default=None, help="with --train: steps instead of the config's epochs")
+    parser.add_argument("--condition", default=None,
+                        help="with --train: none, digit or cluster (default: the config's)")
     parser.add_argument("--eval-seeds", default="0,1,2")
     parser.add_argument("--out", type=Path, default=BENCH / "gan_seeds.json")
     args = parser.parse_args()
@@ -57,10 +71,11 @@ def main() -> int:
         from aigc_tf.config import GANConfig
         from aigc_tf.gan.train import train_gan
 
+        config = GANConfig() if args.condition is None else GANConfig(condition=args.condition)
         for seed in (int(s) for s in args.train.split(",")):
-            run = BENCH / ".cache" / "gan_seeds" / f"seed{seed}"
+            run = BENCH / ".cache" / "gan_seeds" / f"{config.condition}-seed{seed}"
             if not (run / "checkpoints").exists():
-                train_gan(GANConfig(seed=seed), run, steps=args.steps, verbose=False)
+                train_gan(config.replace(seed=seed), run, steps=args.steps, verbose=False)
             runs.append(run)
     if not runs:
         parser.error("give --runs or --train")
@@ -71,8 +86,7 @@ def main() -> int:
     done = {(r["run"], r["eval_seed"], r["step"]): r for r in earlier}
     rows = []
     for run in runs:
-        config = json.loads((run / "config.json").read_text())
-        config = config.get("config", config)
+        config = stored_config(run)
         latest = max(int(p.stem.split("-")[1]) for p in (run / "checkpoints").glob("ckpt-*.index"))
         for eval_seed in eval_seeds:
             if (str(run), eval_seed, latest) in done:
@@ -81,21 +95,23 @@ def main() -> int:
             report = evaluate_gan(run, seed=eval_seed, verbose=0, split="test")
             row = {"run": str(run), "train_seed": config.get("seed"), "eval_seed": eval_seed, "step": report["step"],
                    "truncation": report["truncation"], "split": "test", "num_samples": report["num_samples"],
-                   **{name: round(report[name], 3) for name in METRICS}}
+                   **{name: round(report[name], 3) for name in METRICS + OPTIONAL if name in report}}
             if "without_truncation" in report:
                 row["without_truncation"] = {k: round(v, 3) for k, v in report["without_truncation"].items()}
             rows.append(row)
             print(f"{run.name:18s} eval seed {eval_seed}: FID {row['fid']:6.2f} (floor {row['real_fid_floor']:.2f})"
                   f"  IS {row['inception_score']:.3f} (real {row['real_inception_score']:.3f})", flush=True)
 
+    conditions = sorted({stored_config(Path(row["run"])).get("condition", "?") for row in rows})
     per_seed = {}
     for row in rows:
         per_seed.setdefault(str(row["train_seed"]), []).append(row)
     result = {
-        "what": "default GAN recipe, test split, evaluate_gan per (training seed, eval seed)",
+        "what": f"GAN runs (condition {', '.join(conditions)}), test split, evaluate_gan per (training seed, eval "
+                "seed)",
         "eval_seeds": eval_seeds,
         "summary": summarize(rows),
-        "per_training_seed": {seed: {name: spread([r[name] for r in group])["mean"] for name in METRICS}
+        "per_training_seed": {seed: {name: spread([r[name] for r in group])["mean"] for name in metrics_of(rows)}
                               for seed, group in per_seed.items()},
         "rows": rows,
     }

@@ -3,8 +3,8 @@
     python bench/gan_short_run.py [--steps 1500] [--variants default,clusters-0,...] [--seed 0] [--out ...json]
 
 Every variant trains `aigc_tf.gan.train.train_gan` on the default config with a few fields changed, for `--steps`
-steps (`--seed`, 0 by default), one variant at a time, then scores four generators of the same run on the validation split
-(`sample_quality(..., split="validation")`, seed 0, 500 samples): the EMA generator with the recipe's truncation
+steps (`--seed`, 0 by default), one variant at a time, then scores four generators of the same run on the validation
+split (`sample_quality(..., split="validation")`, seed 0, 500 samples): the EMA generator with the recipe's truncation
 (what `gan eval` reports), the EMA generator on plain noise, and the live generator with and without truncation.
 The four tell the suspects apart: if the live generator is as bad as the averaged one, the EMA and its BatchNorm
 calibration are not the cause; if plain noise is as bad as truncated, truncation is not.
