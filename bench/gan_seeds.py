@@ -25,7 +25,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 BENCH = Path(__file__).resolve().parent
 METRICS = ("fid", "real_fid_floor", "inception_score", "real_inception_score")
-OPTIONAL = ("label_accuracy",)  # a digit-conditioned GAN's: does it draw the digit it was asked for
+OPTIONAL = ("label_accuracy", "elbo")  # a digit-conditioned GAN: the asked digit drawn; a VAE (vae_seeds.py): its ELBO
 
 
 def spread(values: list[float]) -> dict:
