@@ -102,7 +102,7 @@ def main() -> int:
             print(f"{run.name:18s} eval seed {eval_seed}: FID {row['fid']:6.2f} (floor {row['real_fid_floor']:.2f})"
                   f"  IS {row['inception_score']:.3f} (real {row['real_inception_score']:.3f})", flush=True)
 
-    conditions = sorted({stored_config(Path(row["run"])).get("condition", "?") for row in rows})
+    conditions = sorted({stored_config(run).get("condition", "?") for run in runs})
     per_seed = {}
     for row in rows:
         per_seed.setdefault(str(row["train_seed"]), []).append(row)

@@ -96,7 +96,6 @@ def main() -> int:
     from aigc_tf.config import GANConfig
     from aigc_tf.gan.train import train_gan
 
-    results = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
     for name in args.variants.split(","):
         why, changes = VARIANTS[name]
         key = f"{name}-{args.steps}" + (f"-seed{args.seed}" if args.seed else "")
@@ -109,7 +108,7 @@ def main() -> int:
         row = {"why": why, "changes": changes, "steps": args.steps, "seed": args.seed, **score(run)}
         if seconds > 5:
             row["train_seconds"] = round(seconds, 1)
-        results = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}  # another call's rows
+        results = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}  # with other calls' rows
         results["runs"][key] = row
         results["seeds"] = seed_spread(results["runs"])
         print(f"{key:28s} FID {row['ema_truncated']['fid']:8.1f} ({row['fid_over_floor']:5.1f}x floor "
