@@ -366,7 +366,8 @@ def _fit(config, run: RunFolder, dist, chief: bool, train_data, steps_per_epoch:
     manager = tf.train.CheckpointManager(gan.checkpoint, str(distribute.write_dir(dist, run.checkpoints)),
                                          max_to_keep=3)
     restored = gan.restore(run.checkpoints)  # every worker reads the chief's checkpoints (a shared folder)
-    if config.fast_start == 1.0:  # a constant rate: the checkpoint holds the old one, the config may not
+    if isinstance(gan.g_optimizer.learning_rate, keras.Variable):  # a constant rate (no fast-start schedule): the
+        # checkpoint holds the old one, the config may not
         gan.g_optimizer.learning_rate.assign(config.learning_rate)
         gan.d_optimizer.learning_rate.assign(config.learning_rate * config.d_learning_rate_ratio)
     start = int(gan.step.numpy())
