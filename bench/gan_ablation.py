@@ -104,7 +104,7 @@ def rescore_row(recipe, config, run_dir: Path, steps: int | None, split: str) ->
     from aigc_tf.metrics.image_quality import sample_quality
 
     recipe_row = run_row(recipe, run_dir, steps, split)
-    generator, built, step = load_generator(run_dir, truncation=config.truncation)
+    generator, built, step = load_generator(run_dir, truncation=config.sampling_truncation)
     report = sample_quality(lambda n: draw(generator, built, n, seed=0)[0], built.dataset, built.source, seed=0,
                             verbose=0, split=split)
     return {**recipe_row, "step": step, "fid": report["fid"], "inception_score": report["inception_score"],
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
                   f"{measured['steps_per_s']:.0f} steps/s", flush=True)
             entry["seeds"].append({"seed": seed, **measured})
             if seed == row_seeds[0]:
-                generator, stored, _ = load_generator(run_dir, truncation=config.truncation)
+                generator, stored, _ = load_generator(run_dir, truncation=config.sampling_truncation)
                 images, _ = draw(generator, stored, 64, seed=0)
                 plots.save_grid(images, args.out / f"{row}.png")
         results["rows"][row] = entry
