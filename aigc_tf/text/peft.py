@@ -152,12 +152,9 @@ def size_of(config) -> int:
 
 def method_of(config) -> str:
     """The fine-tuning method a text config asks for; `lora_rank` alone still means LoRA."""
-    method = getattr(config, "peft", "full") or "full"
-    if method not in METHODS:
-        raise AigcError(f"unknown `peft` {method!r}; choose one of {', '.join(METHODS)}")
-    if method == "full" and config.lora_rank:
-        return "lora"
-    return method
+    if config.peft not in METHODS:
+        raise AigcError(f"unknown `peft` {config.peft!r}; choose one of {', '.join(METHODS)}")
+    return config.method
 
 
 def attach(causal_lm, method: str, size: int, initialize: bool = True) -> PEFT:

@@ -2,9 +2,10 @@
 
 The recipe of the PyTorch GPT-2 fine-tuning scripts, expressed with Keras parts: AdamW with a linear warm-up and a
 cosine decay, gradient clipping by norm, weight decay off for biases and LayerNorm, validation loss and perplexity
-every epoch, an epoch backup to resume an interrupted run (`aigc_tf.callbacks.EpochBackup`), a callback that prints a generation from a fixed prompt
-every epoch, CSV and TensorBoard logs and a loss-curve PNG. An "epoch" is an evaluation interval of
-`steps_per_epoch` steps (a full pass over the 2 M-token SOTU corpus is ~2,000 steps).
+every epoch, an epoch backup to resume an interrupted run (`aigc_tf.callbacks.EpochBackup`), a callback that prints
+a generation from a fixed prompt every epoch, CSV and TensorBoard logs and a loss-curve PNG. An "epoch" is an
+evaluation interval of `steps_per_epoch` steps. The peak learning rate depends on what is trained
+(`TextConfig.peak_learning_rate`): a few new parameters far from where they end want a higher one.
 
 Training runs on packed token windows with `preprocessor=None` (keras-hub would otherwise re-tokenize and pad every
 batch); generation uses the same backbone with the preprocessor attached. The finished model is written as a
@@ -72,10 +73,10 @@ class TextSampleCallback(keras.callbacks.Callback):
 
 
 def make_optimizer(config, total_steps: int) -> keras.optimizers.Optimizer:
-    """AdamW, linear warm-up to `learning_rate` over `warmup_fraction` of the steps, then cosine decay to 0."""
+    """AdamW, linear warm-up to the peak learning rate over `warmup_fraction` of the steps, then cosine decay to 0."""
     warmup = max(1, int(total_steps * config.warmup_fraction))
     schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0, decay_steps=max(1, total_steps - warmup), warmup_target=config.learning_rate,
+        initial_learning_rate=0.0, decay_steps=max(1, total_steps - warmup), warmup_target=config.peak_learning_rate,
         warmup_steps=warmup)
     optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay,
                                        clipnorm=config.clipnorm)
@@ -119,6 +120,7 @@ def train_text(config, run_dir: Path, *, steps: int | None = None, verbose: bool
     folder, holding its lock.
     """
     dist, chief = distribute.start(strategy, config.batch_size)
+    config = config.replace(learning_rate=config.peak_learning_rate)  # the run folder records the number
     with RunFolder(Path(run_dir)).open_for_training(config, "text train", chief) as run:
         return _fit(config, run, dist, chief, steps, verbose)
 

@@ -121,6 +121,23 @@ def test_an_old_config_with_lora_rank_alone_still_means_lora():
         peft.method_of(TextConfig.tiny(peft="bitfit"))
 
 
+def test_each_method_fine_tunes_at_its_own_rate_unless_given_one_and_the_run_records_the_number(tiny_text_run,
+                                                                                                 tmp_path):
+    from aigc_tf.config import FINE_TUNING_LEARNING_RATES, FROM_SCRATCH_LEARNING_RATE
+
+    rates = {m: TextConfig(peft=m).peak_learning_rate for m in peft.METHODS}
+    assert rates == FINE_TUNING_LEARNING_RATES and rates["full"] < rates["lora"] < rates["prefix"]
+    assert TextConfig(lora_rank=4).peak_learning_rate == rates["lora"]  # a rank alone means LoRA
+    assert TextConfig().replace(peft="prefix").peak_learning_rate == rates["prefix"]  # resolved when read
+    assert TextConfig(preset=None).peak_learning_rate == FROM_SCRATCH_LEARNING_RATE
+    assert TextConfig(peft="prefix", learning_rate=1e-4).peak_learning_rate == 1e-4
+    config = TextConfig.tiny(preset=str(tiny_text_run[0] / "preset"), corpus="moby_dick", peft="adapter",
+                             adapter_size=2, learning_rate=None, steps_per_epoch=1)
+    train_text(config, tmp_path / "run", verbose=False)
+    _, stored = load_text_run(tmp_path / "run")
+    assert stored.learning_rate == rates["adapter"]  # the number, so a later change of default cannot move it
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_a_tuned_run_exports_for_a_stock_server_with_its_parameters(tuned_runs, method, tmp_path):
