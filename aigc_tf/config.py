@@ -40,10 +40,9 @@ class GANConfig:
     beta_1 0.5): noise 100 -> 256 -> 512 -> 1024 -> 784 for the generator, 784 -> 512 -> 256 -> 1 for the
     discriminator. The rest is the recipe `bench/gan_ablation.py` chose at the default budget: G and D conditioned
     on 50 k-means clusters of the training digits (a label-free condition that keeps G from collapsing onto a few
-    digits), an EMA generator with its own BatchNormalization statistics, sampling truncated at 2, and a D without
-    dropout or label smoothing; and a fast start (twice the rate for the first 2,000 steps, then eased back), chosen
-    on validation by `bench/gan_short_run.py` so that a short run already draws digits. R1, DiffAugment, the hinge
-    loss and spectral normalisation stay as options, off by default; bench/DECISIONS.md gives the reason for each
+    digits), an EMA generator with its own BatchNormalization statistics, and a D without dropout or label smoothing; and a fast start (twice the rate for the first 2,000 steps, then eased back), chosen
+    on validation by `bench/gan_short_run.py` so that a short run already draws digits. Truncated sampling, R1,
+    DiffAugment, the hinge loss and spectral normalisation stay as options, off by default; bench/DECISIONS.md gives the reason for each
     choice and bench/results.json the scores behind it.
     """
 
@@ -85,10 +84,10 @@ class GANConfig:
         "metavar": "POLICY", "group": RECIPE})
     condition: str = field(default="cluster", metadata=CONDITION_FLAG)  # aigc_tf.gan.condition
     clusters: int = field(default=50, metadata=CLUSTERS_FLAG)  # used when condition="cluster" (gan.clusters)
-    truncation: float | None = field(default=None, metadata={  # > 0: noise truncated to [-t, t] (gan.models); 0 = off
+    truncation: float = field(default=0.0, metadata={  # > 0: noise truncated to [-t, t] (BigGAN, gan.models)
         "help": "sample, evaluate and export from noise truncated to [-T, T] (BigGAN's truncation trick; training "
-                "sees all noise); 0 = off; default: 2 for --condition none or cluster, 0 for digit (chosen on "
-                "validation)", "type": non_negative_float, "metavar": "T", "group": RECIPE})
+                "sees all noise): a little IS for FID; 0 = off", "type": non_negative_float, "metavar": "T",
+        "group": RECIPE})
     ema_decay: float = field(default=0.999, metadata={  # an EMA of G's weights (Yazici et al. 2019); 0 = off
         "help": "sample, evaluate and export an exponential moving average of G's weights with this decay; 0 turns "
                 "it off", "type": fraction, "group": RECIPE})
@@ -118,18 +117,6 @@ class GANConfig:
 
     def replace(self, **changes) -> "GANConfig":
         return dataclasses.replace(self, **changes)
-
-    @property
-    def sampling_truncation(self) -> float:
-        """The truncation threshold samples use: `truncation`, or unset, the recipe's choice for the condition.
-
-        Chosen on validation for each (bench/DECISIONS.md): 2 helps the clustered recipe, whose noise picks the
-        cluster; a digit-conditioned G samples best from plain noise (truncation narrows each digit's variety,
-        and the label already keeps G on the digits). Resolved here rather than stored at construction, so that
-        `config.replace(condition="digit")` gets the digit's default too."""
-        if self.truncation is not None:
-            return self.truncation
-        return 0.0 if self.condition == "digit" else 2.0
 
 
 @dataclasses.dataclass(frozen=True)

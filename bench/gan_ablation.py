@@ -34,7 +34,8 @@ BENCH = Path(__file__).resolve().parent
 # (so a measured loser still has its row). A row appears only where the change alters the recipe.
 CHANGES = {
     "-clusters": ("no k-means clusters: G draws from plain noise, D judges images alone", {"condition": "none"}),
-    "-truncation": ("samples from plain N(0, I) noise (the recipe's run, not truncated)", {"truncation": 0.0}),
+    "+truncation": ("samples from noise truncated at 2 (the recipe's run; the default until issue 27's rerun)",
+                    {"truncation": 2.0}),
     "-ema": ("no EMA generator", {"ema_decay": 0.0}),
     "-fast-start": ("a constant learning rate (no fast start)", {"fast_start": 1.0}),
     "-r1": ("no R1 penalty", {"r1_gamma": 0.0}),
@@ -104,7 +105,7 @@ def rescore_row(recipe, config, run_dir: Path, steps: int | None, split: str) ->
     from aigc_tf.metrics.image_quality import sample_quality
 
     recipe_row = run_row(recipe, run_dir, steps, split)
-    generator, built, step = load_generator(run_dir, truncation=config.sampling_truncation)
+    generator, built, step = load_generator(run_dir, truncation=config.truncation)
     report = sample_quality(lambda n: draw(generator, built, n, seed=0)[0], built.dataset, built.source, seed=0,
                             verbose=0, split=split)
     return {**recipe_row, "step": step, "fid": report["fid"], "inception_score": report["inception_score"],
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
                   f"{measured['steps_per_s']:.0f} steps/s", flush=True)
             entry["seeds"].append({"seed": seed, **measured})
             if seed == row_seeds[0]:
-                generator, stored, _ = load_generator(run_dir, truncation=config.sampling_truncation)
+                generator, stored, _ = load_generator(run_dir, truncation=config.truncation)
                 images, _ = draw(generator, stored, 64, seed=0)
                 plots.save_grid(images, args.out / f"{row}.png")
         results["rows"][row] = entry

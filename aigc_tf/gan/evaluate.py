@@ -27,10 +27,10 @@ def evaluate_gan(run_dir: Path, seed: int = 0, verbose: int = 2, split: str = "t
         drawn["images"], drawn["labels"] = draw(generator, config, n, seed)
         return drawn["images"]
 
-    report = {"run": str(run_dir), "step": step, "truncation": config.sampling_truncation, "split": split,
+    report = {"run": str(run_dir), "step": step, "truncation": config.truncation, "split": split,
               **sample_quality(generate_fn, config.dataset, config.source, seed=seed, verbose=verbose, split=split)}
     save_nearest_copies(drawn["images"], report, Path(run_dir) / COPIES_FIGURE)
-    if config.sampling_truncation:  # the same weights on plain N(0, I) noise: what the truncation trick adds
+    if config.truncation:  # the same weights on plain N(0, I) noise: what the truncation trick adds
         plain, _, _ = load_generator(run_dir, truncation=0.0)
         untruncated = sample_quality(lambda n: draw(plain, config, n, seed)[0], config.dataset, config.source,
                                      seed=seed, verbose=verbose, split=split)

@@ -109,13 +109,13 @@ class TruncatedNoise(keras.layers.Layer):
 
 
 def sampler(generator: keras.Model, config) -> keras.Model:
-    """The generator that samples: `generator` itself, or with `config.sampling_truncation` the same network behind a
+    """The generator that samples: `generator` itself, or with `config.truncation` the same network behind a
     `TruncatedNoise` layer. A wrapper rather than a layer of G: truncation is a choice made when sampling, training
     never sees it, and the checkpoint holds G alone."""
-    if not config.sampling_truncation:
+    if not config.truncation:
         return generator
     noise = keras.Input((config.latent_dim,), name="noise")
-    truncated = TruncatedNoise(config.sampling_truncation, skip=1 if config.condition == "cluster" else 0)(noise)
+    truncated = TruncatedNoise(config.truncation, skip=1 if config.condition == "cluster" else 0)(noise)
     if config.condition != "digit":
         return keras.Model(noise, generator(truncated), name="truncated_generator")
     label = keras.Input((), dtype="int32", name="label")
