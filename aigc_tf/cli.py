@@ -125,7 +125,7 @@ def add_text_model_args(parser) -> None:
 
 
 def add_text_commands(families) -> None:
-    from aigc_tf.text.evaluate import CONTINUATION_SAMPLES
+    from aigc_tf.text.evaluate import CONTINUATION_NO_REPEAT_NGRAM, CONTINUATION_SAMPLES
     from aigc_tf.text.pretrain import BASE_RECIPE, PRESET_NAME
     from aigc_tf.text.sample import SAMPLERS
 
@@ -163,6 +163,9 @@ def add_text_commands(families) -> None:
     evaluate.add_argument("--bleu-samples", type=non_negative_int, default=CONTINUATION_SAMPLES, metavar="N",
                           help="windows whose greedy continuation is scored with BLEU and ROUGE-L against the "
                                "text's own; 0 skips (default: %(default)s)")
+    evaluate.add_argument("--no-repeat-ngram", type=non_negative_int, default=CONTINUATION_NO_REPEAT_NGRAM,
+                          metavar="N", help="decode those continuations greedily, banning repeated N-grams as the "
+                                            "demo does; 0: plain greedy (default: %(default)s)")
     for which, what in (("prompt", "tokens of each window the model reads"), ("continuation", "tokens it writes "
                                                                                               "and is scored on")):
         evaluate.add_argument(f"--{which}-tokens", type=positive_int,

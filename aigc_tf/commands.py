@@ -205,7 +205,8 @@ def cmd_text_eval(args) -> int:
     with _quiet_stdout():
         report = evaluate_text(run, args.corpus, max_sequences=args.max_sequences, verbose=2,
                                continuation_samples=args.bleu_samples, prompt_tokens=args.prompt_tokens,
-                               continuation_tokens=args.continuation_tokens, preset=args.preset, out=out)
+                               continuation_tokens=args.continuation_tokens, preset=args.preset, out=out,
+                               no_repeat_ngram_size=args.no_repeat_ngram)
     return _print_report(report, out)
 
 

@@ -47,9 +47,11 @@ def summarize(rows: list[dict]) -> dict:
     """Spread of each metric over all rows, of FID over its floor, and of the untruncated FID where there is one."""
     summary = {name: spread([row[name] for row in rows]) for name in metrics_of(rows)}
     summary["fid_over_floor"] = spread([row["fid"] / row["real_fid_floor"] for row in rows])
-    plain = [row["without_truncation"] for row in rows if "without_truncation" in row]
+    plain = [row for row in rows if "without_truncation" in row]
     if plain:
-        summary["without_truncation"] = {name: spread([p[name] for p in plain]) for name in ("fid", "inception_score")}
+        summary["without_truncation"] = {
+            **{name: spread([row["without_truncation"][name] for row in plain]) for name in ("fid", "inception_score")},
+            "fid_over_floor": spread([row["without_truncation"]["fid"] / row["real_fid_floor"] for row in plain])}
     return summary
 
 

@@ -75,13 +75,17 @@ def score(run: Path) -> dict:
 
 
 def seed_spread(runs: dict) -> dict:
-    """Per variant and step count run on several seeds: the mean, min and max of its FID over the floor."""
+    """Per variant and step count run on several seeds: the mean, min and max of its FID over the floor, as the run
+    samples (`fid_over_floor`) and on plain noise (`plain`: the default since truncation became an option)."""
     by_variant = {}
     for key, row in runs.items():
         by_variant.setdefault(re.sub(r"-seed\d+$", "", key), []).append(row)
-    return {name: {"seeds": sorted(row["seed"] for row in rows),
-                   "mean": round(statistics.fmean(row["fid_over_floor"] for row in rows), 2),
-                   "min": min(row["fid_over_floor"] for row in rows), "max": max(row["fid_over_floor"] for row in rows)}
+
+    def spread(values: list[float]) -> dict:
+        return {"mean": round(statistics.fmean(values), 2), "min": round(min(values), 2), "max": round(max(values), 2)}
+
+    return {name: {"seeds": sorted(row["seed"] for row in rows), **spread([row["fid_over_floor"] for row in rows]),
+                   "plain": spread([row["ema_plain"]["fid"] / row["real_fid_floor"] for row in rows])}
             for name, rows in by_variant.items() if len(rows) > 1}
 
 

@@ -26,6 +26,10 @@ from aigc_tf.text import data as text_data
 # 4-gram matches somewhere: over 16 continuations (about 400 words) a small model often has none, whatever its
 # quality; a few thousand words give the score something to count, in one batched decode.
 CONTINUATION_SAMPLES = 256
+# The repetition control continuations are decoded with by default: the one `make demo` and every text lesson use
+# with greedy decoding. Plain greedy decoding of a small model loops ("and the Pequod, and the Pequod"), and a loop
+# matches no 4-gram of the book; 0 scores plain greedy decoding.
+CONTINUATION_NO_REPEAT_NGRAM = 3
 
 
 def perplexity(causal_lm, corpus: str, sequence_length: int, batch_size: int = 8, max_sequences: int | None = None,
@@ -54,14 +58,16 @@ def window_perplexity(causal_lm, windows, batch_size: int = 8, jit_compile: bool
 
 def continuation_scores(causal_lm, corpus: str, prompt_tokens: int = 32, continuation_tokens: int = 32,
                         max_sequences: int = CONTINUATION_SAMPLES, sequence_length: int | None = None,
-                        examples: int = 2, windows: np.ndarray | None = None) -> dict:
+                        examples: int = 2, windows: np.ndarray | None = None,
+                        no_repeat_ngram_size: int = CONTINUATION_NO_REPEAT_NGRAM) -> dict:
     """BLEU-4 and ROUGE-L F1 of greedy continuations of held-out text against what the text really says next.
 
     From `max_sequences` windows spread evenly over the corpus (packed as `perplexity` packs them, windows of
     `sequence_length` + 1 tokens; default `prompt_tokens + continuation_tokens`), the model reads the first
     `prompt_tokens` tokens (after the start token, as `generate` puts it) and continues for `continuation_tokens`
-    tokens with greedy decoding (`aigc_tf.text.sample.greedy_token_ids`, the KV-cache decoder); the continuation is
-    compared with the window's next `continuation_tokens` tokens, both cut at an `<|endoftext|>`.
+    tokens with greedy decoding, banning repeated n-grams of `no_repeat_ngram_size` (`aigc_tf.text.repetition`, in
+    keras-hub's greedy loop; 0: plain greedy, the KV-cache decoder); the continuation is compared with the window's
+    next `continuation_tokens` tokens, both cut at an `<|endoftext|>`.
 
     What the numbers mean: both are in [0, 1] and measure word overlap with the one continuation the book happens to
     have, not quality. Many good continuations share few words with it, so BLEU against a single reference stays low
@@ -94,15 +100,12 @@ def continuation_scores(causal_lm, corpus: str, prompt_tokens: int = 32, continu
     prompts = windows[rows, :prompt_tokens]  # (N, K)
     references = windows[rows, prompt_tokens:prompt_tokens + continuation_tokens]  # (N, M)
 
-    from aigc_tf.text.sample import greedy_token_ids
-
     n = len(rows)
     token_ids = np.concatenate([np.full((n, 1), tokenizer.start_token_id), prompts,
                                 np.zeros((n, continuation_tokens), np.int32)], axis=1).astype(np.int32)  # (N, T)
     padding_mask = np.arange(total)[None, :].repeat(n, 0) <= prompt_tokens  # (N, T): the start token and prompt
-    # One batch decoded once: no XLA, whose compile would cost more than the one decoding it speeds up (XLA pays
-    # off for a loop run many times, as in `text generate`).
-    outputs = greedy_token_ids(causal_lm, {"token_ids": token_ids, "padding_mask": padding_mask}, jit_compile=False)
+    outputs = greedy_continuations(causal_lm, {"token_ids": token_ids, "padding_mask": padding_mask},
+                                    no_repeat_ngram_size)
     generated = np.asarray(outputs["token_ids"])[:, 1 + prompt_tokens:]  # (N, M)
     kept = np.asarray(outputs["padding_mask"])[:, 1 + prompt_tokens:]  # off after the model's end token
 
@@ -110,10 +113,27 @@ def continuation_scores(causal_lm, corpus: str, prompt_tokens: int = 32, continu
     prompt_texts = [_detokenize(tokenizer, [t for t in row if t != end]) for row in prompts]
     reference_texts = [_detokenize(tokenizer, _until(row, end)) for row in references]
     generated_texts = [_detokenize(tokenizer, _until(row[keep], end)) for row, keep in zip(generated, kept)]
+    decoding = f"greedy, no-repeat-ngram {no_repeat_ngram_size}" if no_repeat_ngram_size else "greedy"
     return {**overlap_scores(reference_texts, generated_texts), "sequences": n, "prompt_tokens": prompt_tokens,
-            "continuation_tokens": continuation_tokens, "decoding": "greedy",
+            "continuation_tokens": continuation_tokens, "decoding": decoding,
             "examples": [{"prompt": p, "reference": r, "generated": g}
                          for p, r, g in list(zip(prompt_texts, reference_texts, generated_texts))[:examples]]}
+
+
+def greedy_continuations(causal_lm, inputs: dict, no_repeat_ngram_size: int) -> dict:
+    """{token_ids, padding_mask} of one batch decoded greedily, the mask off after each row's end token. One batch
+    decoded once: no XLA, whose compile would cost more than the one decoding it speeds up."""
+    import keras_hub
+
+    from aigc_tf.text.repetition import with_repetition_control
+    from aigc_tf.text.sample import greedy_token_ids
+
+    if not no_repeat_ngram_size:
+        return greedy_token_ids(causal_lm, inputs, jit_compile=False)
+    decoder = keras_hub.models.GPT2CausalLM(backbone=causal_lm.backbone, preprocessor=None)  # same weights
+    decoder.compile(sampler=with_repetition_control(keras_hub.samplers.GreedySampler(),
+                                                    no_repeat_ngram_size=no_repeat_ngram_size), jit_compile=False)
+    return decoder.generate(inputs, stop_token_ids=[causal_lm.preprocessor.tokenizer.end_token_id])
 
 
 def overlap_scores(references: list[str], generated: list[str]) -> dict:
@@ -154,7 +174,7 @@ def _detokenize(tokenizer, ids: list[int]) -> str:
 def evaluate_text(run_dir: Path | None, corpus: str = "moby_dick", max_sequences: int | None = None,
                   verbose: int = 0, continuation_samples: int = CONTINUATION_SAMPLES, prompt_tokens: int | None = None,
                   continuation_tokens: int | None = None, preset: str | None = None,
-                  out: Path | None = None) -> dict:
+                  out: Path | None = None, no_repeat_ngram_size: int = CONTINUATION_NO_REPEAT_NGRAM) -> dict:
     """A text run's perplexity on `corpus` at its training sequence length and, unless `continuation_samples` is 0,
     the BLEU and ROUGE-L of its greedy continuations (`continuation_scores`); also written to
     `<run>/eval_<corpus>.json`.
@@ -190,7 +210,8 @@ def evaluate_text(run_dir: Path | None, corpus: str = "moby_dick", max_sequences
     if continuation_samples:
         default = max(1, min(32, config.sequence_length // 4))
         scores = continuation_scores(causal_lm, corpus, prompt_tokens or default, continuation_tokens or default,
-                                     continuation_samples, sequence_length=config.sequence_length, windows=windows)
+                                     continuation_samples, sequence_length=config.sequence_length, windows=windows,
+                                     no_repeat_ngram_size=no_repeat_ngram_size)
         report.update(bleu=scores.pop("bleu"), rouge_l=scores.pop("rouge_l"), continuation=scores)
     out = Path(out or Path(run_dir) / f"eval_{Path(corpus).stem}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

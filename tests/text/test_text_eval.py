@@ -44,13 +44,13 @@ def oracle(tiny_text_model, monkeypatch_module):
     import numpy as np
 
     from aigc_tf.text import data as text_data
-    from aigc_tf.text import sample
+    from aigc_tf.text import evaluate
 
     tokenizer = tiny_text_model.preprocessor.tokenizer
     windows = text_data.pack_windows(text_data.corpus_token_ids("moby_dick", tokenizer), 32)
     writer = {}
 
-    def greedy_token_ids(causal_lm, inputs, jit_compile=False):
+    def greedy_continuations(causal_lm, inputs, no_repeat_ngram_size):
         ids, mask = np.array(inputs["token_ids"]), np.array(inputs["padding_mask"])
         prompt_tokens = int(mask[0].sum()) - 1  # after the start token
         for row in ids:
@@ -59,7 +59,7 @@ def oracle(tiny_text_model, monkeypatch_module):
                                                               - prompt_tokens])
         return {"token_ids": ids, "padding_mask": np.ones_like(mask)}
 
-    monkeypatch_module.setattr(sample, "greedy_token_ids", greedy_token_ids)
+    monkeypatch_module.setattr(evaluate, "greedy_continuations", greedy_continuations)
 
     def scores(write):
         writer["write"] = write
@@ -109,6 +109,26 @@ def test_eval_json_reports_bleu_and_rouge_next_to_perplexity(tiny_text_run):
     assert continuation["prompt_tokens"] == continuation["continuation_tokens"] == config.sequence_length // 4
     assert set(continuation["examples"][0]) == {"prompt", "reference", "generated"}
     assert "bleu" not in evaluate_text(run_dir, max_sequences=2, continuation_samples=0)
+
+
+def test_continuations_are_decoded_with_the_demos_repetition_ban_unless_told_otherwise(tiny_text_model):
+    import numpy as np
+
+    from aigc_tf.text.evaluate import greedy_continuations
+
+    rng = np.random.default_rng(0)
+    token_ids = np.concatenate([np.full((4, 1), 50256), rng.integers(0, 50000, (4, 6)), np.zeros((4, 20))],
+                               axis=1).astype(np.int32)
+    inputs = {"token_ids": token_ids, "padding_mask": np.arange(27)[None, :].repeat(4, 0) <= 6}
+
+    def repeated_bigrams(rows):
+        return sum(len(list(zip(r, r[1:]))) - len(set(zip(r, r[1:]))) for r in np.asarray(rows).tolist())
+
+    plain = greedy_continuations(tiny_text_model, inputs, 0)["token_ids"]
+    banned = greedy_continuations(tiny_text_model, inputs, 2)["token_ids"]
+    assert repeated_bigrams(plain) > 0  # the tiny model loops, so the ban has something to remove
+    assert repeated_bigrams(banned) == 0
+    np.testing.assert_array_equal(np.asarray(banned)[:, :7], token_ids[:, :7])  # the prompts are kept
 
 
 def test_cli_eval_flags(tiny_text_run, capsys):
