@@ -40,9 +40,10 @@ class GANConfig:
     beta_1 0.5): noise 100 -> 256 -> 512 -> 1024 -> 784 for the generator, 784 -> 512 -> 256 -> 1 for the
     discriminator. The rest is the recipe `bench/gan_ablation.py` chose at the default budget: G and D conditioned
     on 50 k-means clusters of the training digits (a label-free condition that keeps G from collapsing onto a few
-    digits), an EMA generator with its own BatchNormalization statistics, and a D without dropout or label smoothing; and a fast start (twice the rate for the first 2,000 steps, then eased back), chosen
-    on validation by `bench/gan_short_run.py` so that a short run already draws digits. Truncated sampling, R1,
-    DiffAugment, the hinge loss and spectral normalisation stay as options, off by default; bench/DECISIONS.md gives the reason for each
+    digits), an EMA generator with its own BatchNormalization statistics, and a D without dropout or label
+    smoothing; and a fast start (twice the rate for the first 2,000 steps, then eased back), chosen on validation by
+    `bench/gan_short_run.py` so that a short run already draws digits. Truncated sampling, R1, DiffAugment, the hinge
+    loss and spectral normalisation stay as options, off by default; bench/DECISIONS.md gives the reason for each
     choice and bench/results.json the scores behind it.
     """
 

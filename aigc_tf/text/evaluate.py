@@ -23,12 +23,12 @@ from aigc_tf import AigcError
 from aigc_tf.text import data as text_data
 
 # Windows `evaluate_text` continues by default (all of Moby-Dick's held-out tenth). Corpus BLEU-4 is 0 unless some
-# 4-gram matches somewhere: over 16 continuations (about 400 words) a small model often has none, whatever its
-# quality; a few thousand words give the score something to count, in one batched decode.
+# 4-gram matches somewhere, and 16 continuations (about 400 words) gave it too few to count; thousands of words
+# cost one batched decode of a few seconds.
 CONTINUATION_SAMPLES = 256
 # The repetition control continuations are decoded with by default: the one `make demo` and every text lesson use
-# with greedy decoding. Plain greedy decoding of a small model loops ("and the Pequod, and the Pequod"), and a loop
-# matches no 4-gram of the book; 0 scores plain greedy decoding.
+# with greedy decoding, so the scores describe the text a learner sees; plain greedy decoding of a small model loops
+# ("and the Pequod, and the Pequod"). 0 scores plain greedy decoding.
 CONTINUATION_NO_REPEAT_NGRAM = 3
 
 
