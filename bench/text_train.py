@@ -57,7 +57,7 @@ def measure(peak_gflops: float, *, steps: int = 10, repeats: int = 5, config: Te
             model = keras_hub.models.GPT2CausalLM(backbone=build_causal_lm(config).backbone, preprocessor=None)
         model.backbone.set_weights(template.get_weights())
         if name == "bare_fit":
-            model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate),
+            model.compile(optimizer=keras.optimizers.AdamW(config.peak_learning_rate),
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True)
             fit = (lambda model=model: model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False,
                                                  verbose=0))

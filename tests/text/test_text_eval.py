@@ -7,7 +7,7 @@ import pytest
 
 from aigc_tf import AigcError
 from aigc_tf.cli import main
-from aigc_tf.text.evaluate import continuation_scores, evaluate_text, overlap_scores
+from aigc_tf.text.evaluate import continuation_scores, evaluate_text, greedy_continuations, overlap_scores
 
 BOOK = ["Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse",
         "and nothing particular to interest me on shore, I thought I would sail about a little and see the watery part"]
@@ -114,8 +114,7 @@ def test_eval_json_reports_bleu_and_rouge_next_to_perplexity(tiny_text_run):
 def test_continuations_are_decoded_with_the_demos_repetition_ban_unless_told_otherwise(tiny_text_model):
     import numpy as np
 
-    from aigc_tf.text.evaluate import greedy_continuations
-
+    # the module's own import, not `evaluate.greedy_continuations`: the oracle fixture replaces that for the module
     rng = np.random.default_rng(0)
     token_ids = np.concatenate([np.full((4, 1), 50256), rng.integers(0, 50000, (4, 6)), np.zeros((4, 20))],
                                axis=1).astype(np.int32)
