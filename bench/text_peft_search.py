@@ -76,34 +76,30 @@ def selection_corpus(tokenizer, sequence_length: int, validation_fraction: float
 
 
 def train_and_score(config, run: Path) -> dict:
-    """Fine-tune `config` into `run` (from scratch of the run folder) and score it on the corpus's held-out split."""
+    """Fine-tune `config` into `run` (from scratch of the run folder) and score it on the corpus's held-out split
+    (`text eval`'s perplexity, without its continuations)."""
     import keras
 
-    from aigc_tf.text.evaluate import window_perplexity
-    from aigc_tf.text.models import load_text_run
-    from aigc_tf.text.train import corpus_windows, train_text
+    from aigc_tf.text.evaluate import evaluate_text
+    from aigc_tf.text.train import train_text
 
     shutil.rmtree(run, ignore_errors=True)
     began = time.perf_counter()
     trained = train_text(config, run, verbose=False)
     seconds = time.perf_counter() - began
-    causal_lm, loaded = load_text_run(run)
-    _, held_out = corpus_windows(loaded, causal_lm.preprocessor.tokenizer)
-    scored = window_perplexity(causal_lm, held_out)
+    scored = evaluate_text(run, config.corpus, continuation_samples=0)
     keras.utils.clear_session()
     return {"trainable_parameters": trained.trainable_parameters, "loss": round(scored["loss"], 4),
             "perplexity": round(scored["perplexity"], 1), "tokens": scored["tokens"], "seconds": round(seconds, 1)}
 
 
 def base_score(config) -> dict:
-    """The shipped base, before fine-tuning, on the same held-out windows as `config`'s runs."""
-    from aigc_tf.text.evaluate import window_perplexity
-    from aigc_tf.text.models import load_preset
-    from aigc_tf.text.train import corpus_windows
+    """The shipped base, before fine-tuning, on the same held-out windows as `config`'s runs (`text eval
+    --preset`)."""
+    from aigc_tf.text.evaluate import evaluate_text
 
-    causal_lm = load_preset(config.preset, config.sequence_length, dtype="float32")
-    _, held_out = corpus_windows(config, causal_lm.preprocessor.tokenizer)
-    scored = window_perplexity(causal_lm, held_out)
+    scored = evaluate_text(None, config.corpus, continuation_samples=0, preset=config.preset,
+                           out=CACHE / f"base_{Path(config.corpus).stem}.json")
     return {"loss": round(scored["loss"], 4), "perplexity": round(scored["perplexity"], 1), "tokens": scored["tokens"]}
 
 
